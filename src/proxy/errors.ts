@@ -1,0 +1,52 @@
+import type { ServerResponse } from 'node:http';
+
+/** What went wrong with an upstream call; the value of `error.type` and of the error metric. */
+export type UpstreamFailure = 'connect' | 'timeout' | 'reset' | 'client_aborted' | 'internal';
+
+const CONNECT_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL']);
+const TIMEOUT_CODES = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'ETIMEDOUT']);
+const RESET_CODES = new Set(['UND_ERR_SOCKET', 'ECONNRESET', 'EPIPE', 'UND_ERR_CLOSED', 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH']);
+
+export function classifyUpstreamError(err: Error & { code?: string; cause?: unknown }): UpstreamFailure {
+  const code = err.code ?? (err.cause as { code?: string } | undefined)?.code;
+  if (code !== undefined) {
+    if (CONNECT_CODES.has(code)) return 'connect';
+    if (TIMEOUT_CODES.has(code)) return 'timeout';
+    if (RESET_CODES.has(code)) return 'reset';
+  }
+  if (err.name === 'AggregateError') return 'connect'; // happy-eyeballs: every address refused
+  return 'internal';
+}
+
+/** The gateway's answer for each failure kind, when no response byte was sent yet. */
+export function failureResponse(kind: UpstreamFailure, upstream: string): { status: number; error: string; message: string } {
+  switch (kind) {
+    case 'connect':
+      return { status: 502, error: 'upstream_unreachable', message: `upstream "${upstream}" refused the connection or could not be reached` };
+    case 'timeout':
+      return { status: 504, error: 'upstream_timeout', message: `upstream "${upstream}" did not answer within the route timeout` };
+    case 'reset':
+      return { status: 502, error: 'upstream_reset', message: `upstream "${upstream}" closed the connection before answering` };
+    default:
+      return { status: 502, error: 'bad_gateway', message: `the request to upstream "${upstream}" failed` };
+  }
+}
+
+export interface ErrorBody {
+  error: string;
+  message: string;
+  traceId: string | undefined;
+  requestId: string | undefined;
+}
+
+/** Writes the JSON error body every gateway-generated error carries. */
+export function writeJsonError(res: ServerResponse, status: number, body: ErrorBody, extraHeaders?: Record<string, string>): void {
+  const payload = JSON.stringify(body);
+  res.writeHead(status, {
+    ...extraHeaders,
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': Buffer.byteLength(payload),
+    'cache-control': 'no-store',
+  });
+  res.end(payload);
+}

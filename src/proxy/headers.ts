@@ -1,0 +1,97 @@
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
+
+/** RFC 9110 §7.6.1 hop-by-hop fields, plus the legacy Proxy-Connection. */
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'proxy-authorization',
+  'proxy-authenticate',
+  'proxy-connection',
+]);
+
+/**
+ * Request fields the gateway sets itself. Inbound trace headers are removed and the client span's
+ * context is injected exactly once; forwarding them as well would send two `traceparent`s.
+ * `expect` is answered by the gateway (100-continue) and undici refuses to send it.
+ */
+const REPLACED_ON_REQUEST = new Set([
+  'host',
+  'expect',
+  'traceparent',
+  'tracestate',
+  'baggage',
+  'b3',
+  'uber-trace-id',
+  'x-request-id',
+  'x-forwarded-for',
+  'x-forwarded-proto',
+  'x-forwarded-host',
+]);
+
+/** Response fields the gateway sets itself on every response. */
+const REPLACED_ON_RESPONSE = new Set(['x-trace-id', 'x-request-id', 'traceresponse']);
+
+export const EXPOSED_RESPONSE_HEADERS = 'X-Trace-ID, X-Request-ID, traceresponse';
+
+function isTraceHeaderFamily(name: string): boolean {
+  // x-b3-* (B3 multi-header) and uberctx-* (Jaeger baggage)
+  return (name.charCodeAt(0) === 120 && name.startsWith('x-b3-')) || (name.charCodeAt(0) === 117 && name.startsWith('uberctx-'));
+}
+
+/** Field names listed in Connection are hop-by-hop for this message too. */
+function connectionListed(connection: string | string[] | undefined): Set<string> | undefined {
+  if (connection === undefined) return undefined;
+  const value = Array.isArray(connection) ? connection.join(',') : connection;
+  let listed: Set<string> | undefined;
+  for (const token of value.split(',')) {
+    const name = token.trim().toLowerCase();
+    if (name && name !== 'close' && name !== 'keep-alive') (listed ??= new Set()).add(name);
+  }
+  return listed;
+}
+
+export interface ForwardingInfo {
+  requestId: string;
+  clientAddress: string | undefined;
+  proto: 'http' | 'https';
+}
+
+/** The end-to-end request headers for the upstream, with X-Forwarded-* and X-Request-ID set. */
+export function upstreamRequestHeaders(req: IncomingMessage, info: ForwardingInfo): Record<string, string | string[]> {
+  const inbound = req.headers;
+  const listed = connectionListed(inbound.connection);
+  const out: Record<string, string | string[]> = {};
+  for (const name in inbound) {
+    if (HOP_BY_HOP.has(name) || REPLACED_ON_REQUEST.has(name) || isTraceHeaderFamily(name)) continue;
+    if (listed !== undefined && listed.has(name)) continue;
+    const value = inbound[name];
+    if (value !== undefined) out[name] = value;
+  }
+  // Appended, never replaced: the upstream decides how far to trust the chain.
+  const priorFor = inbound['x-forwarded-for'];
+  const client = info.clientAddress ?? 'unknown';
+  out['x-forwarded-for'] = priorFor ? `${priorFor}, ${client}` : client;
+  out['x-forwarded-proto'] = info.proto;
+  if (inbound.host) out['x-forwarded-host'] = inbound.host;
+  out['x-request-id'] = info.requestId;
+  return out;
+}
+
+/** The end-to-end response headers to pass back to the client. */
+export function clientResponseHeaders(upstream: IncomingHttpHeaders): Record<string, string | string[]> {
+  const listed = connectionListed(upstream.connection);
+  const out: Record<string, string | string[]> = {};
+  for (const name in upstream) {
+    if (HOP_BY_HOP.has(name) || REPLACED_ON_RESPONSE.has(name)) continue;
+    if (listed !== undefined && listed.has(name)) continue;
+    const value = upstream[name];
+    if (value !== undefined) out[name] = value;
+  }
+  const expose = out['access-control-expose-headers'];
+  if (expose !== undefined) out['access-control-expose-headers'] = `${String(expose)}, ${EXPOSED_RESPONSE_HEADERS}`;
+  return out;
+}

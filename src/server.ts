@@ -1,0 +1,194 @@
+import { createServer, type IncomingMessage, type ServerResponse, type Server } from 'node:http';
+import { readFileSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
+import { SpanStatusCode } from '@opentelemetry/api';
+import Fastify, { type FastifyInstance } from 'fastify';
+import { HealthMonitor, healthRoutes } from './admin/health.js';
+import { metricsRoute } from './admin/metrics.js';
+import { RESERVED_PREFIXES, type GatewayConfig } from './config/schema.js';
+import { RequestContext, currentRequest, requestStorage } from './context/request-context.js';
+import { resolveRequestId } from './context/request-id.js';
+import type { Logger } from './logging/logger.js';
+import { writeJsonError } from './proxy/errors.js';
+import { EXPOSED_RESPONSE_HEADERS } from './proxy/headers.js';
+import { proxyRoutes } from './proxy/routes.js';
+import { closeUpstreams, createUpstreams } from './proxy/upstreams.js';
+import { GatewayInstruments } from './telemetry/instruments.js';
+import { telemetry } from './telemetry/sdk.js';
+import { normalizeMethod, redactQuery, startServerSpan } from './tracing/spans.js';
+
+export const VERSION: string = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+
+const kContext = Symbol('gateway.requestContext');
+type TracedResponse = ServerResponse & { [kContext]?: RequestContext };
+
+function isReservedPath(path: string): boolean {
+  for (const prefix of RESERVED_PREFIXES) {
+    if (path.startsWith(prefix) && (path.length === prefix.length || path.charCodeAt(prefix.length) === 47)) return true;
+  }
+  return false;
+}
+
+function flagsHex(flags: number): string {
+  return flags < 16 ? `0${flags.toString(16)}` : flags.toString(16);
+}
+
+export interface Gateway {
+  app: FastifyInstance;
+  server: Server;
+  health: HealthMonitor;
+  /** Resolves with the bound address once listening. */
+  listen(): Promise<{ host: string; port: number }>;
+  /** Stops accepting, lets in-flight requests finish (up to shutdown.graceMs), closes upstream pools. */
+  close(): Promise<void>;
+}
+
+export function buildGateway(config: GatewayConfig, logger: Logger): Gateway {
+  const instruments = new GatewayInstruments();
+  const upstreams = createUpstreams(config.upstreams);
+  const health = new HealthMonitor(upstreams, config.health.intervalMs, config.health.timeoutMs);
+  const sensitiveQuery = new Set(config.tracing.redactQueryParams.map((p) => p.toLowerCase()));
+  const trustInbound = config.tracing.trustInboundContext;
+  let closing = false;
+
+  /** Runs when the response is done or the connection dropped: metrics, span end, access log. */
+  function onResponseClose(this: TracedResponse): void {
+    const ctx = this[kContext];
+    if (ctx === undefined) return;
+    this[kContext] = undefined;
+    const completed = this.writableFinished;
+    if (!completed) ctx.exchange?.abortByClient();
+    // 499: nginx's convention for "client closed the connection before the response was complete".
+    const status = completed ? this.statusCode : 499;
+    const durationMs = performance.now() - ctx.startTime;
+    instruments.activeRequests.add(-1);
+    instruments.serverDuration.record(durationMs / 1000, instruments.serverAttributes(ctx.method, ctx.routeTemplate, status));
+
+    const span = ctx.span;
+    if (completed) span.setAttribute('http.response.status_code', status);
+    else span.setAttribute('gateway.client_aborted', true);
+    if (status >= 500 && ctx.errorType === undefined && completed) {
+      span.setAttribute('error.type', String(status));
+      span.setStatus({ code: SpanStatusCode.ERROR, message: `answered ${status}` });
+    }
+    span.end();
+
+    logger.info(
+      {
+        ...ctx.log,
+        method: ctx.method,
+        path: ctx.path,
+        route: ctx.route?.name,
+        status,
+        duration_ms: Math.round(durationMs * 1000) / 1000,
+        upstream: ctx.route?.upstream,
+        upstream_status: ctx.upstreamStatus || undefined,
+        error_type: ctx.errorType,
+        bytes_in: ctx.bytesIn,
+        bytes_out: ctx.bytesOut,
+        client_address: ctx.clientAddress,
+        sampled: ctx.sampled,
+      },
+      'request completed',
+    );
+  }
+
+  const app = Fastify({
+    logger: false,
+    requestIdHeader: false,
+    exposeHeadRoutes: false,
+    return503OnClosing: false,
+    routerOptions: { maxParamLength: 8192, ignoreDuplicateSlashes: false },
+    serverFactory: (fastifyHandler) => {
+      /** The edge: every non-reserved request gets its IDs, server span and context here, before routing. */
+      return createServer((req: IncomingMessage, res: TracedResponse) => {
+        const url = req.url ?? '/';
+        const q = url.indexOf('?');
+        const path = q === -1 ? url : url.slice(0, q);
+        if (isReservedPath(path)) {
+          fastifyHandler(req, res);
+          return;
+        }
+        const requestId = resolveRequestId(req.headers['x-request-id']);
+        const method = normalizeMethod(req.method);
+        const query = q === -1 ? undefined : redactQuery(url.slice(q + 1), sensitiveQuery);
+        const { span, context } = startServerSpan({ req, method, path, query, requestId, trustInbound });
+        const ctx = new RequestContext(requestId, method, path, span, context, performance.now());
+        ctx.clientAddress = req.socket.remoteAddress;
+        const sc = span.spanContext();
+        res.setHeader('x-trace-id', ctx.traceId);
+        res.setHeader('x-request-id', requestId);
+        res.setHeader('traceresponse', `00-${sc.traceId}-${sc.spanId}-${flagsHex(sc.traceFlags & 0x03)}`);
+        res.setHeader('access-control-expose-headers', EXPOSED_RESPONSE_HEADERS);
+        res[kContext] = ctx;
+        res.once('close', onResponseClose);
+        instruments.activeRequests.add(1);
+        if (closing) {
+          res.setHeader('connection', 'close');
+          requestStorage.run(ctx, writeJsonError, res, 503, { error: 'shutting_down', message: 'the gateway is shutting down; retry on another instance', traceId: ctx.traceId, requestId });
+          return;
+        }
+        requestStorage.run(ctx, fastifyHandler, req, res);
+      });
+    },
+  });
+
+  app.setNotFoundHandler((request, reply) => {
+    const ctx = currentRequest();
+    reply.hijack();
+    writeJsonError(reply.raw, 404, {
+      error: 'not_found',
+      message: `no route matches ${request.raw.method} ${ctx?.path ?? request.url}`,
+      traceId: ctx?.traceId,
+      requestId: ctx?.requestId,
+    });
+  });
+
+  app.setErrorHandler((error: Error & { statusCode?: number }, request, reply) => {
+    const ctx = currentRequest();
+    const status = error.statusCode && error.statusCode >= 400 && error.statusCode < 600 ? error.statusCode : 500;
+    if (status >= 500) logger.error({ err: error }, 'request failed inside the gateway');
+    reply.hijack();
+    if (reply.raw.headersSent) {
+      reply.raw.destroy(error);
+      return;
+    }
+    writeJsonError(reply.raw, status, {
+      error: status >= 500 ? 'internal_error' : 'bad_request',
+      // Never a stack trace; for 4xx the framework's message names the problem with the request.
+      message: status >= 500 ? 'the gateway failed to handle the request' : error.message,
+      traceId: ctx?.traceId,
+      requestId: ctx?.requestId,
+    });
+    void request;
+  });
+
+  const startedAt = Date.now();
+  void app.register(metricsRoute, { prometheus: telemetry().prometheus });
+  void app.register(healthRoutes, { monitor: health, version: VERSION, startedAt });
+  void app.register(proxyRoutes, { config, upstreams, logger, instruments });
+
+  return {
+    app,
+    server: app.server,
+    health,
+    async listen() {
+      await health.start();
+      await app.listen({ host: config.listen.host, port: config.listen.port });
+      const address = app.server.address();
+      const port = typeof address === 'object' && address ? address.port : config.listen.port;
+      return { host: config.listen.host, port };
+    },
+    async close() {
+      closing = true;
+      health.stop();
+      const grace = setTimeout(() => app.server.closeAllConnections(), config.shutdown.graceMs);
+      grace.unref();
+      // Idle keep-alive sockets close now; busy ones close once their response is done.
+      app.server.closeIdleConnections();
+      await app.close();
+      clearTimeout(grace);
+      await closeUpstreams(upstreams);
+    },
+  };
+}

@@ -1,0 +1,89 @@
+import { diag } from '@opentelemetry/api';
+import { getNumberFromEnv } from '@opentelemetry/core';
+import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
+import { OTLPTraceExporter as OTLPJsonTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
+import { OTLPTraceExporter as OTLPProtoTraceExporter } from '@opentelemetry/exporter-trace-otlp-proto';
+import { RuntimeNodeInstrumentation } from '@opentelemetry/instrumentation-runtime-node';
+import { NodeSDK } from '@opentelemetry/sdk-node';
+import { BatchSpanProcessor, ConsoleSpanExporter, NoopSpanProcessor, type SpanExporter, type SpanProcessor } from '@opentelemetry/sdk-trace';
+import { prometheusViews } from './views.js';
+
+export interface Telemetry {
+  /** Serves GET /metrics from the gateway's own listener (the exporter starts no server). */
+  readonly prometheus: PrometheusExporter;
+  /** Where spans go, for the start-up log line: "otlp http/protobuf → http://…", "console" or "none". */
+  readonly exportTarget: string;
+  /** Flushes pending spans and stops the SDK. */
+  shutdown(): Promise<void>;
+}
+
+let active: Telemetry | undefined;
+
+function list(value: string | undefined): string[] {
+  return (value ?? '')
+    .split(',')
+    .map((s) => s.trim().toLowerCase())
+    .filter(Boolean);
+}
+
+/**
+ * Picks the span exporter from the standard OTEL_* variables. Unlike the SDK default, no exporter
+ * is created when neither an endpoint nor OTEL_TRACES_EXPORTER is set: a gateway started on its
+ * own then runs quietly instead of failing a POST to localhost:4318 every few seconds.
+ */
+function spanExporterFromEnv(env: NodeJS.ProcessEnv): { exporter?: SpanExporter; target: string } {
+  const exporters = list(env.OTEL_TRACES_EXPORTER);
+  if (exporters.includes('none')) return { target: 'none (OTEL_TRACES_EXPORTER=none)' };
+  if (exporters.includes('console')) return { exporter: new ConsoleSpanExporter(), target: 'console' };
+  const endpoint = env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT || env.OTEL_EXPORTER_OTLP_ENDPOINT;
+  if (exporters.length === 0 && !endpoint) return { target: 'none (set OTEL_EXPORTER_OTLP_ENDPOINT to export spans)' };
+  const protocol = (env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL || env.OTEL_EXPORTER_OTLP_PROTOCOL || 'http/protobuf').trim();
+  const where = endpoint ?? 'http://localhost:4318';
+  if (protocol === 'http/json') return { exporter: new OTLPJsonTraceExporter(), target: `otlp http/json → ${where}` };
+  if (protocol !== 'http/protobuf') diag.warn(`OTLP traces protocol "${protocol}" is not supported by the gateway; using http/protobuf`);
+  return { exporter: new OTLPProtoTraceExporter(), target: `otlp http/protobuf → ${where}` };
+}
+
+/**
+ * Starts the OpenTelemetry SDK once per process. Loaded with `node --import` before the
+ * gateway's modules so that the providers exist before anything asks for a tracer or meter.
+ */
+export function startTelemetry(env: NodeJS.ProcessEnv = process.env): Telemetry {
+  if (active) return active;
+  // Logs go to stdout as JSON lines; the SDK must not also ship them as OTLP log records.
+  env.OTEL_LOGS_EXPORTER ??= 'none';
+  env.OTEL_SERVICE_NAME ??= 'tracing-gateway';
+
+  const prometheus = new PrometheusExporter({ preventServerStart: true, withoutScopeInfo: true });
+  const { exporter, target } = spanExporterFromEnv(env);
+  // Export is batched off the request path; OTEL_BSP_* tune the queue.
+  const spanProcessors: SpanProcessor[] = exporter
+    ? [
+        new BatchSpanProcessor({
+          exporter,
+          maxQueueSize: getNumberFromEnv('OTEL_BSP_MAX_QUEUE_SIZE'),
+          maxExportBatchSize: getNumberFromEnv('OTEL_BSP_MAX_EXPORT_BATCH_SIZE'),
+          scheduledDelayMillis: getNumberFromEnv('OTEL_BSP_SCHEDULE_DELAY'),
+          exportTimeoutMillis: getNumberFromEnv('OTEL_BSP_EXPORT_TIMEOUT'),
+        }),
+      ]
+    : [new NoopSpanProcessor()];
+
+  const sdk = new NodeSDK({
+    spanProcessors,
+    metricReaders: [prometheus],
+    views: prometheusViews,
+    instrumentations: [new RuntimeNodeInstrumentation()],
+  });
+  sdk.start();
+  active = {
+    prometheus,
+    exportTarget: target,
+    shutdown: () => sdk.shutdown(),
+  };
+  return active;
+}
+
+export function telemetry(): Telemetry {
+  return active ?? startTelemetry();
+}

@@ -1,0 +1,148 @@
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
+import {
+  ROOT_CONTEXT,
+  SpanKind,
+  SpanStatusCode,
+  isSpanContextValid,
+  propagation,
+  trace,
+  type Attributes,
+  type Context,
+  type Link,
+  type Span,
+  type TextMapGetter,
+  type TextMapSetter,
+} from '@opentelemetry/api';
+
+const tracer = trace.getTracer('tracing-gateway');
+
+const KNOWN_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'CONNECT', 'TRACE']);
+
+/** Semantic conventions: methods outside the known set are reported as `_OTHER`. */
+export function normalizeMethod(method: string | undefined): string {
+  return method !== undefined && KNOWN_METHODS.has(method) ? method : '_OTHER';
+}
+
+const headerGetter: TextMapGetter<IncomingHttpHeaders> = {
+  keys: (carrier) => Object.keys(carrier),
+  get: (carrier, key) => carrier[key],
+};
+
+export const headerSetter: TextMapSetter<Record<string, string | string[]>> = {
+  set: (carrier, key, value) => {
+    carrier[key] = value;
+  },
+};
+
+/** Replaces the values of sensitive query parameters with REDACTED (semantic conventions for url.query). */
+export function redactQuery(query: string, sensitive: ReadonlySet<string>): string {
+  if (sensitive.size === 0) return query;
+  let changed = false;
+  const parts = query.split('&');
+  for (let i = 0; i < parts.length; i++) {
+    const part = parts[i]!;
+    const eq = part.indexOf('=');
+    const key = eq === -1 ? part : part.slice(0, eq);
+    if (eq !== -1 && sensitive.has(key.toLowerCase())) {
+      parts[i] = `${key}=REDACTED`;
+      changed = true;
+    }
+  }
+  return changed ? parts.join('&') : query;
+}
+
+function splitHost(host: string | undefined): [string | undefined, number | undefined] {
+  if (!host) return [undefined, undefined];
+  const bracket = host.lastIndexOf(']');
+  const colon = host.lastIndexOf(':');
+  if (colon > bracket) {
+    const port = Number(host.slice(colon + 1));
+    return [host.slice(0, colon), Number.isInteger(port) ? port : undefined];
+  }
+  return [host, undefined];
+}
+
+export interface ServerSpanInput {
+  req: IncomingMessage;
+  method: string;
+  path: string;
+  query: string | undefined;
+  requestId: string;
+  trustInbound: boolean;
+}
+
+/**
+ * Starts the SERVER span of a request from its inbound trace headers. With trustInbound off
+ * (edge distrust), the caller's context is not continued: a new trace starts and links to it.
+ * Returns the span and the context the upstream call will be made in (inbound baggage kept
+ * only when trusted).
+ */
+export function startServerSpan(input: ServerSpanInput): { span: Span; context: Context } {
+  const { req } = input;
+  const inbound = propagation.extract(ROOT_CONTEXT, req.headers, headerGetter);
+  let parent = inbound;
+  let links: Link[] | undefined;
+  if (!input.trustInbound) {
+    parent = ROOT_CONTEXT;
+    const caller = trace.getSpanContext(inbound);
+    if (caller && isSpanContextValid(caller)) links = [{ context: caller, attributes: { 'gateway.link.reason': 'untrusted_inbound_context' } }];
+  }
+  const [address, port] = splitHost(req.headers.host);
+  const attributes: Attributes = {
+    'http.request.method': input.method,
+    'url.path': input.path,
+    'url.scheme': 'http',
+    'network.protocol.version': req.httpVersion,
+    'gateway.request_id': input.requestId,
+  };
+  if (input.method === '_OTHER') attributes['http.request.method_original'] = req.method;
+  if (input.query) attributes['url.query'] = input.query;
+  if (address) attributes['server.address'] = address;
+  if (port) attributes['server.port'] = port;
+  if (req.socket.remoteAddress) attributes['client.address'] = req.socket.remoteAddress;
+  const ua = req.headers['user-agent'];
+  if (ua) attributes['user_agent.original'] = ua;
+
+  const span = tracer.startSpan(input.method, { kind: SpanKind.SERVER, attributes, links }, parent);
+  return { span, context: trace.setSpan(parent, span) };
+}
+
+export interface ClientSpanInput {
+  method: string;
+  upstreamName: string;
+  hostname: string;
+  port: number;
+  urlFull: string;
+  attempt?: number;
+}
+
+/** Starts the CLIENT span for the upstream call, a child of the server span. */
+export function startClientSpan(parent: Context, input: ClientSpanInput): { span: Span; context: Context } {
+  const span = tracer.startSpan(
+    input.method,
+    {
+      kind: SpanKind.CLIENT,
+      attributes: {
+        'http.request.method': input.method,
+        'server.address': input.hostname,
+        'server.port': input.port,
+        'url.full': input.urlFull,
+        'gateway.upstream': input.upstreamName,
+      },
+    },
+    parent,
+  );
+  return { span, context: trace.setSpan(parent, span) };
+}
+
+/** Writes the trace headers for `context` (the client span's) into the outgoing headers. */
+export function injectTraceHeaders(context: Context, headers: Record<string, string | string[]>): void {
+  propagation.inject(context, headers, headerSetter);
+}
+
+/** Marks a span failed: ERROR status, error.type, and an exception event. */
+export function failSpan(span: Span, errorType: string, error: Error | undefined, message: string): void {
+  span.setAttribute('error.type', errorType);
+  if (error) span.recordException(error);
+  span.setStatus({ code: SpanStatusCode.ERROR, message });
+}
