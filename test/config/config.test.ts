@@ -42,7 +42,7 @@ describe('bad configuration stops start-up with one line naming file, key and pr
   });
 
   it('invalid YAML', () => {
-"    const file = writeConfig('x');
+    const file = writeConfig('x');
     writeFileSync(file, 'routes: [\n  - name: a\n    prefix: /a\n  bad indent\n');
     const { code, stderr } = start(['--config', file]);
     expect(code).toBe(1);
