@@ -77,6 +77,8 @@ logger.info(
   'gateway listening',
 );
 
+for (const warning of telemetry.warnings) logger.warn(warning);
+
 let stopping = false;
 async function shutdown(signal: string): Promise<void> {
   if (stopping) {

@@ -16,6 +16,7 @@ import { closeUpstreams, createUpstreams } from './proxy/upstreams.js';
 import { GatewayInstruments } from './telemetry/instruments.js';
 import { telemetry } from './telemetry/sdk.js';
 import { normalizeMethod, redactQuery, startServerSpan } from './tracing/spans.js';
+import { formatTraceparent } from './tracing/w3c-propagator.js';
 
 export const VERSION: string = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -27,10 +28,6 @@ function isReservedPath(path: string): boolean {
     if (path.startsWith(prefix) && (path.length === prefix.length || path.charCodeAt(prefix.length) === 47)) return true;
   }
   return false;
-}
-
-function flagsHex(flags: number): string {
-  return flags < 16 ? `0${flags.toString(16)}` : flags.toString(16);
 }
 
 export interface Gateway {
@@ -112,13 +109,12 @@ export function buildGateway(config: GatewayConfig, logger: Logger): Gateway {
         const requestId = resolveRequestId(req.headers['x-request-id']);
         const method = normalizeMethod(req.method);
         const query = q === -1 ? undefined : redactQuery(url.slice(q + 1), sensitiveQuery);
-        const { span, context } = startServerSpan({ req, method, path, query, requestId, trustInbound });
-        const ctx = new RequestContext(requestId, method, path, span, context, performance.now());
+        const { span, context, traceFlags } = startServerSpan({ req, method, path, query, requestId, trustInbound });
+        const ctx = new RequestContext(requestId, method, path, span, context, traceFlags, performance.now());
         ctx.clientAddress = req.socket.remoteAddress;
-        const sc = span.spanContext();
         res.setHeader('x-trace-id', ctx.traceId);
         res.setHeader('x-request-id', requestId);
-        res.setHeader('traceresponse', `00-${sc.traceId}-${sc.spanId}-${flagsHex(sc.traceFlags & 0x03)}`);
+        res.setHeader('traceresponse', formatTraceparent(ctx.traceId, ctx.spanId, traceFlags));
         res.setHeader('access-control-expose-headers', EXPOSED_RESPONSE_HEADERS);
         res[kContext] = ctx;
         res.once('close', onResponseClose);

@@ -40,13 +40,17 @@ export class RequestContext {
   /** The in-flight upstream call, if any; aborted when the client goes away. */
   exchange: { abortByClient(): void } | undefined = undefined;
 
-  constructor(requestId: string, method: string, path: string, span: Span, otelContext: Context, startTime: number) {
+  /** W3C trace-flags of this request: sampled bit and the Level 2 random bit. */
+  readonly traceFlags: number;
+
+  constructor(requestId: string, method: string, path: string, span: Span, otelContext: Context, traceFlags: number, startTime: number) {
     this.requestId = requestId;
     this.method = method;
     this.path = path;
     this.span = span;
     this.otelContext = otelContext;
     this.startTime = startTime;
+    this.traceFlags = traceFlags;
     const sc = span.spanContext();
     this.traceId = sc.traceId;
     this.spanId = sc.spanId;
@@ -54,7 +58,7 @@ export class RequestContext {
     this.log = {
       trace_id: sc.traceId,
       span_id: sc.spanId,
-      trace_flags: sc.traceFlags < 16 ? `0${sc.traceFlags.toString(16)}` : sc.traceFlags.toString(16),
+      trace_flags: `0${traceFlags.toString(16)}`,
       request_id: requestId,
     };
   }

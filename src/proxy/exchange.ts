@@ -67,7 +67,7 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
       urlFull: upstream.origin + (q === -1 ? path : path.slice(0, q)),
     });
     this.clientSpan = client.span;
-    injectTraceHeaders(client.context, headers);
+    injectTraceHeaders(client.context, headers, ctx.traceFlags);
     ctx.exchange = this;
     if (this.deps.logger.isLevelEnabled('debug')) this.deps.logger.debug({ upstream: upstream.name, path, headers: req.headers }, 'forwarding request');
     this.startTime = performance.now();

@@ -6,6 +6,7 @@ import { OTLPTraceExporter as OTLPProtoTraceExporter } from '@opentelemetry/expo
 import { RuntimeNodeInstrumentation } from '@opentelemetry/instrumentation-runtime-node';
 import { NodeSDK } from '@opentelemetry/sdk-node';
 import { BatchSpanProcessor, ConsoleSpanExporter, NoopSpanProcessor, type SpanExporter, type SpanProcessor } from '@opentelemetry/sdk-trace';
+import { propagatorFromEnv } from '../tracing/propagators.js';
 import { prometheusViews } from './views.js';
 
 export interface Telemetry {
@@ -13,6 +14,8 @@ export interface Telemetry {
   readonly prometheus: PrometheusExporter;
   /** Where spans go, for the start-up log line: "otlp http/protobuf → http://…", "console" or "none". */
   readonly exportTarget: string;
+  /** Problems with the OTEL_* settings, for the start-up log. */
+  readonly warnings: string[];
   /** Flushes pending spans and stops the SDK. */
   shutdown(): Promise<void>;
 }
@@ -54,6 +57,7 @@ export function startTelemetry(env: NodeJS.ProcessEnv = process.env): Telemetry 
   env.OTEL_LOGS_EXPORTER ??= 'none';
   env.OTEL_SERVICE_NAME ??= 'tracing-gateway';
 
+  const warnings: string[] = [];
   const prometheus = new PrometheusExporter({ preventServerStart: true, withoutScopeInfo: true });
   const { exporter, target } = spanExporterFromEnv(env);
   // Export is batched off the request path; OTEL_BSP_* tune the queue.
@@ -70,6 +74,7 @@ export function startTelemetry(env: NodeJS.ProcessEnv = process.env): Telemetry 
     : [new NoopSpanProcessor()];
 
   const sdk = new NodeSDK({
+    textMapPropagator: propagatorFromEnv(env.OTEL_PROPAGATORS, (w) => warnings.push(w)),
     spanProcessors,
     metricReaders: [prometheus],
     views: prometheusViews,
@@ -79,6 +84,7 @@ export function startTelemetry(env: NodeJS.ProcessEnv = process.env): Telemetry 
   active = {
     prometheus,
     exportTarget: target,
+    warnings,
     shutdown: () => sdk.shutdown(),
   };
   return active;

@@ -71,20 +71,25 @@ export interface ServerSpanInput {
   trustInbound: boolean;
 }
 
+/** W3C Trace Context Level 2 "random" trace-flag. */
+export const RANDOM_TRACE_FLAG = 0x02;
+
 /**
  * Starts the SERVER span of a request from its inbound trace headers. With trustInbound off
  * (edge distrust), the caller's context is not continued: a new trace starts and links to it.
- * Returns the span and the context the upstream call will be made in (inbound baggage kept
- * only when trusted).
+ * Returns the span, the context the upstream call will be made in (inbound baggage kept only
+ * when trusted), and the W3C trace-flags to propagate: the sampled bit from the sampling
+ * decision plus the Level 2 random bit, which the SDK does not carry on the spans it creates.
  */
-export function startServerSpan(input: ServerSpanInput): { span: Span; context: Context } {
+export function startServerSpan(input: ServerSpanInput): { span: Span; context: Context; traceFlags: number } {
   const { req } = input;
   const inbound = propagation.extract(ROOT_CONTEXT, req.headers, headerGetter);
+  const caller = trace.getSpanContext(inbound);
+  const continued = input.trustInbound && caller !== undefined && isSpanContextValid(caller);
   let parent = inbound;
   let links: Link[] | undefined;
   if (!input.trustInbound) {
     parent = ROOT_CONTEXT;
-    const caller = trace.getSpanContext(inbound);
     if (caller && isSpanContextValid(caller)) links = [{ context: caller, attributes: { 'gateway.link.reason': 'untrusted_inbound_context' } }];
   }
   const [address, port] = splitHost(req.headers.host);
@@ -104,7 +109,11 @@ export function startServerSpan(input: ServerSpanInput): { span: Span; context: 
   if (ua) attributes['user_agent.original'] = ua;
 
   const span = tracer.startSpan(input.method, { kind: SpanKind.SERVER, attributes, links }, parent);
-  return { span, context: trace.setSpan(parent, span) };
+  // A continued trace keeps the caller's random bit; a trace the gateway starts has an SDK-generated
+  // random trace-id, so it sets it. Unknown bits are never invented.
+  const random = continued ? caller.traceFlags & RANDOM_TRACE_FLAG : RANDOM_TRACE_FLAG;
+  const traceFlags = (span.spanContext().traceFlags & 0x01) | random;
+  return { span, context: trace.setSpan(parent, span), traceFlags };
 }
 
 export interface ClientSpanInput {
@@ -135,8 +144,13 @@ export function startClientSpan(parent: Context, input: ClientSpanInput): { span
   return { span, context: trace.setSpan(parent, span) };
 }
 
-/** Writes the trace headers for `context` (the client span's) into the outgoing headers. */
-export function injectTraceHeaders(context: Context, headers: Record<string, string | string[]>): void {
+/**
+ * Writes the trace headers for `context` (the client span's) into the outgoing headers, with the
+ * request's W3C trace-flags (see startServerSpan) in place of the SDK's sampled-only flags.
+ */
+export function injectTraceHeaders(context: Context, headers: Record<string, string | string[]>, traceFlags: number): void {
+  const sc = trace.getSpanContext(context);
+  if (sc !== undefined && sc.traceFlags !== traceFlags) context = trace.setSpanContext(context, { ...sc, traceFlags });
   propagation.inject(context, headers, headerSetter);
 }
 

@@ -50,7 +50,7 @@ describe('access log', () => {
       client_address: '127.0.0.1',
       trace_id: res.headers['x-trace-id'],
       request_id: 'access-1',
-      trace_flags: '01',
+      trace_flags: '03',
       sampled: true,
     });
     expect(typeof line.duration_ms).toBe('number');

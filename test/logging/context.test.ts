@@ -20,7 +20,7 @@ function contextFor(n: number): RequestContext {
   const traceId = n.toString(16).padStart(32, 'a');
   const spanId = n.toString(16).padStart(16, 'b');
   const span = trace.wrapSpanContext({ traceId, spanId, traceFlags: 1 });
-  return new RequestContext(`req-${n}`, 'GET', '/x', span, trace.setSpan(ROOT_CONTEXT, span), 0);
+  return new RequestContext(`req-${n}`, 'GET', '/x', span, trace.setSpan(ROOT_CONTEXT, span), 1, 0);
 }
 
 describe('request context reaches every log line', () => {

@@ -54,7 +54,8 @@ describe('span tree for a proxied request', () => {
     expect(sent).toHaveLength(1);
     const [, upTrace, upParent, upFlags] = TRACEPARENT_RE.exec(sent[0]!)!;
     expect(upTrace).toBe(traceId);
-    expect(upFlags).toBe('01');
+    // Sampled, and random: the gateway started this trace with a random trace-id (Level 2).
+    expect(upFlags).toBe('03');
 
     const spans = await traceOf(traceId);
     expect(spans).toHaveLength(2);
@@ -95,7 +96,7 @@ describe('span tree for a proxied request', () => {
     expect(client.startNs >= server.startNs && client.endNs <= server.endNs).toBe(true);
 
     const traceresponse = res.headers.traceresponse as string;
-    expect(traceresponse).toBe(`00-${traceId}-${server.spanId}-01`);
+    expect(traceresponse).toBe(`00-${traceId}-${server.spanId}-03`);
     expect(res.headers['access-control-expose-headers']).toContain('X-Trace-ID');
   });
 
@@ -166,7 +167,7 @@ describe('inbound trace context', () => {
     const recorded = upstream.requests.find((r) => r.headers['x-request-id'] === res.headers['x-request-id'])!;
     const sent = rawHeaderValues(recorded, 'traceparent');
     expect(sent).toHaveLength(1);
-    expect(sent[0]).toMatch(new RegExp(`^00-${traceId}-[0-9a-f]{16}-01$`));
+    expect(sent[0]).toMatch(new RegExp(`^00-${traceId}-[0-9a-f]{16}-03$`));
     // tracestate never travels without the traceparent it belongs to.
     expect(rawHeaderValues(recorded, 'tracestate')).toEqual([]);
     const spans = await traceOf(traceId);
