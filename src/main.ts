@@ -4,6 +4,13 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { startTelemetry } from './telemetry/sdk.js';
 
+// `tracing-gateway trace <id> …` is the support CLI, a client of the admin API: it exits here,
+// before the SDK or the gateway starts.
+if (process.argv[2] === 'trace') {
+  const { runTraceCommand } = await import('./cli/trace.js');
+  process.exit(await runTraceCommand(process.argv.slice(3)));
+}
+
 // The SDK must exist before the gateway's modules ask for tracers and meters; with
 // `node --import .../telemetry/register.js` it already does and this is a no-op.
 const telemetry = startTelemetry();
@@ -55,6 +62,7 @@ try {
 }
 
 const logger = createLogger(config.logging);
+telemetry.setLogger(logger);
 const demo = args.demo ? createDemoUpstream() : undefined;
 if (demo) await new Promise<void>((resolve) => demo.listen(DEMO_UPSTREAM_PORT, '127.0.0.1', resolve));
 
@@ -66,6 +74,9 @@ try {
   const e = err as NodeJS.ErrnoException;
   fail(`cannot listen on ${config.listen.host}:${config.listen.port}: ${e.code ?? e.message}`);
 }
+// The admin listener (trace lookup), when the config has an `admin` block.
+const { startAdminServer } = await import('./admin/admin-server.js');
+const admin = await startAdminServer({ config, logger, telemetry, health: gateway.health }).catch((err: Error) => fail(err.message));
 logger.info(
   {
     address: `${address.host}:${address.port}`,
@@ -91,6 +102,7 @@ async function shutdown(signal: string): Promise<void> {
   try {
     await gateway.close();
     demo?.close();
+    await admin?.close();
     await telemetry.shutdown();
     logger.info('shutdown complete: spans flushed');
   } catch (err) {

@@ -11,6 +11,7 @@ import { resolveRequestId } from './context/request-id.js';
 import type { Logger } from './logging/logger.js';
 import { writeJsonError } from './proxy/errors.js';
 import { EXPOSED_RESPONSE_HEADERS } from './proxy/headers.js';
+import { normalizePath } from './proxy/path.js';
 import { proxyRoutes } from './proxy/routes.js';
 import { closeUpstreams, createUpstreams } from './proxy/upstreams.js';
 import { GatewayInstruments } from './telemetry/instruments.js';
@@ -21,6 +22,8 @@ import { formatTraceparent } from './tracing/w3c-propagator.js';
 export const VERSION: string = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
 const kContext = Symbol('gateway.requestContext');
+/** Paths are bounded by the header size limit already; log lines stay shorter still. */
+const MAX_LOGGED_PATH = 1024;
 type TracedResponse = ServerResponse & { [kContext]?: RequestContext };
 
 function isReservedPath(path: string): boolean {
@@ -29,6 +32,10 @@ function isReservedPath(path: string): boolean {
   }
   return false;
 }
+
+const SHUTTING_DOWN = { status: 503, error: 'shutting_down', message: 'the gateway is shutting down; retry on another instance' };
+const BAD_PATH = { status: 400, error: 'bad_path', message: 'encoded slashes and backslashes are not allowed in the path' };
+const TOO_MANY_HEADERS = { status: 431, error: 'too_many_headers', message: 'the request has more header fields than the gateway accepts' };
 
 export interface Gateway {
   app: FastifyInstance;
@@ -42,8 +49,13 @@ export interface Gateway {
 
 export function buildGateway(config: GatewayConfig, logger: Logger): Gateway {
   const instruments = new GatewayInstruments();
-  const upstreams = createUpstreams(config.upstreams);
+  const upstreams = createUpstreams(config.upstreams, (upstream, from, to, failures) => {
+    const line = { upstream, circuit_from: from, circuit_to: to, consecutive_failures: failures };
+    if (to === 'open') logger.warn(line, `circuit for upstream "${upstream}" opened: answering 503 until a trial request succeeds`);
+    else logger.info(line, `circuit for upstream "${upstream}" is ${to === 'closed' ? 'closed again' : 'half-open: letting one trial request through'}`);
+  });
   const health = new HealthMonitor(upstreams, config.health.intervalMs, config.health.timeoutMs);
+  const maxHeaderLines = config.server.maxHeaderCount * 2;
   const sensitiveQuery = new Set(config.tracing.redactQueryParams.map((p) => p.toLowerCase()));
   const trustInbound = config.tracing.trustInboundContext;
   let closing = false;
@@ -74,7 +86,7 @@ export function buildGateway(config: GatewayConfig, logger: Logger): Gateway {
       {
         ...ctx.log,
         method: ctx.method,
-        path: ctx.path,
+        path: ctx.path.length > MAX_LOGGED_PATH ? `${ctx.path.slice(0, MAX_LOGGED_PATH)}…` : ctx.path,
         route: ctx.route?.name,
         status,
         duration_ms: Math.round(durationMs * 1000) / 1000,
@@ -98,10 +110,25 @@ export function buildGateway(config: GatewayConfig, logger: Logger): Gateway {
     routerOptions: { maxParamLength: 8192, ignoreDuplicateSlashes: false },
     serverFactory: (fastifyHandler) => {
       /** The edge: every non-reserved request gets its IDs, server span and context here, before routing. */
-      return createServer((req: IncomingMessage, res: TracedResponse) => {
-        const url = req.url ?? '/';
+      const serverOptions = {
+        maxHeaderSize: config.server.maxHeaderBytes,
+        headersTimeout: config.server.headersTimeoutMs,
+        requestTimeout: config.server.requestTimeoutMs,
+        keepAliveTimeout: config.server.keepAliveTimeoutMs,
+        // How often Node checks the header/request timeouts (default 30 s would let slow clients linger).
+        connectionsCheckingInterval: Math.min(1_000, config.server.headersTimeoutMs),
+      };
+      return createServer(serverOptions, (req: IncomingMessage, res: TracedResponse) => {
+        let url = req.url ?? '/';
         const q = url.indexOf('?');
-        const path = q === -1 ? url : url.slice(0, q);
+        let path = q === -1 ? url : url.slice(0, q);
+        // Route matching (and prefix stripping) sees the normalised path only.
+        const normalized = normalizePath(path);
+        if (normalized !== null && normalized !== path) {
+          url = q === -1 ? normalized : normalized + url.slice(q);
+          req.url = url;
+          path = normalized;
+        }
         if (isReservedPath(path)) {
           fastifyHandler(req, res);
           return;
@@ -119,9 +146,16 @@ export function buildGateway(config: GatewayConfig, logger: Logger): Gateway {
         res[kContext] = ctx;
         res.once('close', onResponseClose);
         instruments.activeRequests.add(1);
-        if (closing) {
+        const refusal = closing
+          ? SHUTTING_DOWN
+          : normalized === null
+            ? BAD_PATH
+            : req.rawHeaders.length > maxHeaderLines
+              ? TOO_MANY_HEADERS
+              : undefined;
+        if (refusal !== undefined) {
           res.setHeader('connection', 'close');
-          requestStorage.run(ctx, writeJsonError, res, 503, { error: 'shutting_down', message: 'the gateway is shutting down; retry on another instance', traceId: ctx.traceId, requestId });
+          requestStorage.run(ctx, writeJsonError, res, refusal.status, { error: refusal.error, message: refusal.message, traceId: ctx.traceId, requestId });
           return;
         }
         requestStorage.run(ctx, fastifyHandler, req, res);
@@ -140,7 +174,7 @@ export function buildGateway(config: GatewayConfig, logger: Logger): Gateway {
     });
   });
 
-  app.setErrorHandler((error: Error & { statusCode?: number }, request, reply) => {
+  app.setErrorHandler((error: Error & { statusCode?: number }, _request, reply) => {
     const ctx = currentRequest();
     const status = error.statusCode && error.statusCode >= 400 && error.statusCode < 600 ? error.statusCode : 500;
     if (status >= 500) logger.error({ err: error }, 'request failed inside the gateway');
@@ -156,7 +190,6 @@ export function buildGateway(config: GatewayConfig, logger: Logger): Gateway {
       traceId: ctx?.traceId,
       requestId: ctx?.requestId,
     });
-    void request;
   });
 
   const startedAt = Date.now();

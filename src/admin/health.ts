@@ -1,6 +1,7 @@
 import { connect } from 'node:net';
 import { metrics } from '@opentelemetry/api';
 import type { FastifyInstance } from 'fastify';
+import { CIRCUIT_STATE_VALUE, type CircuitState } from '../proxy/circuit-breaker.js';
 import type { Upstream } from '../proxy/upstreams.js';
 
 export interface UpstreamHealth {
@@ -49,6 +50,12 @@ export class HealthMonitor {
       .addCallback((result) => {
         for (const [name, health] of this.state) result.observe(health.status === 'up' ? 1 : 0, { 'gateway.upstream': name });
       });
+    metrics
+      .getMeter('tracing-gateway')
+      .createObservableGauge('gateway.upstream.circuit_state', { description: 'Circuit breaker state per upstream: 0 closed, 1 open, 2 half-open.' })
+      .addCallback((result) => {
+        for (const upstream of this.upstreams.values()) result.observe(CIRCUIT_STATE_VALUE[upstream.breaker.state], { 'gateway.upstream': upstream.name });
+      });
   }
 
   start(): Promise<void> {
@@ -82,9 +89,15 @@ export class HealthMonitor {
     this.state.set(upstream.name, health);
   }
 
-  snapshot(): { ready: boolean; upstreams: Record<string, UpstreamHealth> } {
-    const upstreams = Object.fromEntries(this.state);
-    const ready = [...this.state.values()].every((h) => h.status === 'up');
+  /** Ready when every upstream passed its last check and no circuit is open. */
+  snapshot(): { ready: boolean; upstreams: Record<string, UpstreamHealth & { circuit: CircuitState }> } {
+    let ready = true;
+    const upstreams: Record<string, UpstreamHealth & { circuit: CircuitState }> = {};
+    for (const [name, health] of this.state) {
+      const circuit = this.upstreams.get(name)!.breaker.state;
+      if (health.status !== 'up' || circuit === 'open') ready = false;
+      upstreams[name] = { ...health, circuit };
+    }
     return { ready, upstreams };
   }
 }

@@ -1,7 +1,7 @@
 import type { ServerResponse } from 'node:http';
 
 /** What went wrong with an upstream call; the value of `error.type` and of the error metric. */
-export type UpstreamFailure = 'connect' | 'timeout' | 'reset' | 'client_aborted' | 'internal';
+export type UpstreamFailure = 'connect' | 'timeout' | 'reset' | 'client_aborted' | 'body_too_large' | 'internal';
 
 const CONNECT_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL']);
 const TIMEOUT_CODES = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'ETIMEDOUT']);
@@ -10,6 +10,7 @@ const RESET_CODES = new Set(['UND_ERR_SOCKET', 'ECONNRESET', 'EPIPE', 'UND_ERR_C
 export function classifyUpstreamError(err: Error & { code?: string; cause?: unknown }): UpstreamFailure {
   const code = err.code ?? (err.cause as { code?: string } | undefined)?.code;
   if (code !== undefined) {
+    if (code === 'GATEWAY_BODY_TOO_LARGE') return 'body_too_large';
     if (CONNECT_CODES.has(code)) return 'connect';
     if (TIMEOUT_CODES.has(code)) return 'timeout';
     if (RESET_CODES.has(code)) return 'reset';
@@ -25,6 +26,8 @@ export function failureResponse(kind: UpstreamFailure, upstream: string): { stat
       return { status: 502, error: 'upstream_unreachable', message: `upstream "${upstream}" refused the connection or could not be reached` };
     case 'timeout':
       return { status: 504, error: 'upstream_timeout', message: `upstream "${upstream}" did not answer within the route timeout` };
+    case 'body_too_large':
+      return { status: 413, error: 'payload_too_large', message: `request body exceeds the route's size limit` };
     case 'reset':
       return { status: 502, error: 'upstream_reset', message: `upstream "${upstream}" closed the connection before answering` };
     default:

@@ -60,6 +60,19 @@ export interface ForwardingInfo {
   proto: 'http' | 'https';
 }
 
+const MAX_FORWARDED_HOPS = 20;
+const ADDRESS_RE = /^[0-9A-Fa-f:.[\]]{1,47}$/;
+
+/** The inbound X-Forwarded-For when it is a comma-separated list of at most 20 IP addresses. */
+function validForwardedFor(value: string | string[] | undefined): string | undefined {
+  if (value === undefined) return undefined;
+  const joined = Array.isArray(value) ? value.join(', ') : value;
+  const hops = joined.split(',');
+  if (hops.length > MAX_FORWARDED_HOPS) return undefined;
+  for (const hop of hops) if (!ADDRESS_RE.test(hop.trim())) return undefined;
+  return joined;
+}
+
 /** The end-to-end request headers for the upstream, with X-Forwarded-* and X-Request-ID set. */
 export function upstreamRequestHeaders(req: IncomingMessage, info: ForwardingInfo): Record<string, string | string[]> {
   const inbound = req.headers;
@@ -71,8 +84,9 @@ export function upstreamRequestHeaders(req: IncomingMessage, info: ForwardingInf
     const value = inbound[name];
     if (value !== undefined) out[name] = value;
   }
-  // Appended, never replaced: the upstream decides how far to trust the chain.
-  const priorFor = inbound['x-forwarded-for'];
+  // Appended, never replaced: the upstream decides how far to trust the chain. A chain that is not
+  // a short list of addresses is dropped rather than passed on.
+  const priorFor = validForwardedFor(inbound['x-forwarded-for']);
   const client = info.clientAddress ?? 'unknown';
   out['x-forwarded-for'] = priorFor ? `${priorFor}, ${client}` : client;
   out['x-forwarded-proto'] = info.proto;

@@ -1,5 +1,8 @@
 import { Pool } from 'undici';
 import type { UpstreamConfig } from '../config/schema.js';
+import { CircuitBreaker, type CircuitState } from './circuit-breaker.js';
+
+export type CircuitChangeListener = (upstream: string, from: CircuitState, to: CircuitState, failures: number) => void;
 
 /** One configured upstream: a keep-alive connection pool and where requests go on it. */
 export class Upstream {
@@ -11,8 +14,9 @@ export class Upstream {
   readonly hostname: string;
   readonly port: number;
   readonly healthPath: string | undefined;
+  readonly breaker: CircuitBreaker;
 
-  constructor(name: string, config: UpstreamConfig) {
+  constructor(name: string, config: UpstreamConfig, onCircuitChange: CircuitChangeListener) {
     const url = new URL(config.url);
     this.name = name;
     this.origin = url.origin;
@@ -20,6 +24,8 @@ export class Upstream {
     this.hostname = url.hostname.replace(/^\[|\]$/g, '');
     this.port = url.port ? Number(url.port) : url.protocol === 'https:' ? 443 : 80;
     this.healthPath = config.healthPath;
+    const { failureThreshold, cooldownMs } = config.circuitBreaker;
+    this.breaker = new CircuitBreaker(failureThreshold, cooldownMs, (from, to, failures) => onCircuitChange(name, from, to, failures));
     this.pool = new Pool(url.origin, {
       connections: config.connections,
       pipelining: 1,
@@ -29,9 +35,9 @@ export class Upstream {
   }
 }
 
-export function createUpstreams(configs: Record<string, UpstreamConfig>): Map<string, Upstream> {
+export function createUpstreams(configs: Record<string, UpstreamConfig>, onCircuitChange: CircuitChangeListener): Map<string, Upstream> {
   const upstreams = new Map<string, Upstream>();
-  for (const [name, config] of Object.entries(configs)) upstreams.set(name, new Upstream(name, config));
+  for (const [name, config] of Object.entries(configs)) upstreams.set(name, new Upstream(name, config, onCircuitChange));
   return upstreams;
 }
 

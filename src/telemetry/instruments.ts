@@ -11,6 +11,7 @@ export class GatewayInstruments {
   readonly activeRequests: UpDownCounter;
   readonly clientDuration: Histogram;
   readonly upstreamErrors: Counter;
+  readonly retries: Counter;
   /** Attribute objects are reused per (route, method, status) to spare an allocation per record. */
   private readonly serverAttrCache = new Map<string, Attributes>();
   private readonly clientAttrCache = new Map<string, Attributes>();
@@ -31,7 +32,11 @@ export class GatewayInstruments {
     });
     this.upstreamErrors = meter.createCounter('gateway.upstream.errors', {
       unit: '{error}',
-      description: 'Failed upstream requests by upstream and kind (connect, timeout, reset, 5xx).',
+      description: 'Failed upstream requests by upstream and kind (connect, timeout, reset, 5xx, circuit_open).',
+    });
+    this.retries = meter.createCounter('gateway.upstream.retries', {
+      unit: '{retry}',
+      description: 'Upstream requests tried again, by upstream and the reason (connect, reset, or the status code).',
     });
 
     const rssAttrs = {};

@@ -5,7 +5,9 @@ import { OTLPTraceExporter as OTLPJsonTraceExporter } from '@opentelemetry/expor
 import { OTLPTraceExporter as OTLPProtoTraceExporter } from '@opentelemetry/exporter-trace-otlp-proto';
 import { RuntimeNodeInstrumentation } from '@opentelemetry/instrumentation-runtime-node';
 import { NodeSDK } from '@opentelemetry/sdk-node';
-import { BatchSpanProcessor, ConsoleSpanExporter, NoopSpanProcessor, type SpanExporter, type SpanProcessor } from '@opentelemetry/sdk-trace';
+import { ConsoleSpanExporter, NoopSpanProcessor, type SpanExporter, type SpanProcessor } from '@opentelemetry/sdk-trace';
+import { MonitoredSpanProcessor, type ExportLogger } from './export-monitor.js';
+import { TraceStore } from '../lookup/store.js';
 import { propagatorFromEnv } from '../tracing/propagators.js';
 import { prometheusViews } from './views.js';
 
@@ -16,6 +18,10 @@ export interface Telemetry {
   readonly exportTarget: string;
   /** Problems with the OTEL_* settings, for the start-up log. */
   readonly warnings: string[];
+  /** Routes export-trouble reports to the gateway's logger. */
+  setLogger(logger: ExportLogger): void;
+  /** This process's recent spans, for trace lookup; the admin listener applies the configured limits. */
+  readonly traceStore: TraceStore;
   /** Flushes pending spans and stops the SDK. */
   shutdown(): Promise<void>;
 }
@@ -61,17 +67,20 @@ export function startTelemetry(env: NodeJS.ProcessEnv = process.env): Telemetry 
   const prometheus = new PrometheusExporter({ preventServerStart: true, withoutScopeInfo: true });
   const { exporter, target } = spanExporterFromEnv(env);
   // Export is batched off the request path; OTEL_BSP_* tune the queue.
-  const spanProcessors: SpanProcessor[] = exporter
-    ? [
-        new BatchSpanProcessor({
-          exporter,
-          maxQueueSize: getNumberFromEnv('OTEL_BSP_MAX_QUEUE_SIZE'),
-          maxExportBatchSize: getNumberFromEnv('OTEL_BSP_MAX_EXPORT_BATCH_SIZE'),
-          scheduledDelayMillis: getNumberFromEnv('OTEL_BSP_SCHEDULE_DELAY'),
-          exportTimeoutMillis: getNumberFromEnv('OTEL_BSP_EXPORT_TIMEOUT'),
-        }),
-      ]
-    : [new NoopSpanProcessor()];
+  // Export is batched off the request path; OTEL_BSP_* tune the queue, which is bounded.
+  const exportProcessor = exporter
+    ? new MonitoredSpanProcessor(exporter, {
+        maxQueueSize: getNumberFromEnv('OTEL_BSP_MAX_QUEUE_SIZE') ?? 2048,
+        maxExportBatchSize: getNumberFromEnv('OTEL_BSP_MAX_EXPORT_BATCH_SIZE'),
+        scheduledDelayMillis: getNumberFromEnv('OTEL_BSP_SCHEDULE_DELAY'),
+        exportTimeoutMillis: getNumberFromEnv('OTEL_BSP_EXPORT_TIMEOUT'),
+        logIntervalMs: getNumberFromEnv('GATEWAY_EXPORT_LOG_INTERVAL_MS') ?? 30_000,
+      })
+    : undefined;
+  const spanProcessors: SpanProcessor[] = exportProcessor ? [exportProcessor] : [new NoopSpanProcessor()];
+  // Always registered: the config (read after the SDK starts) decides its limits, 0 turning it off.
+  const traceStore = new TraceStore();
+  spanProcessors.push(traceStore);
 
   const sdk = new NodeSDK({
     textMapPropagator: propagatorFromEnv(env.OTEL_PROPAGATORS, (w) => warnings.push(w)),
@@ -79,11 +88,17 @@ export function startTelemetry(env: NodeJS.ProcessEnv = process.env): Telemetry 
     metricReaders: [prometheus],
     views: prometheusViews,
     instrumentations: [new RuntimeNodeInstrumentation()],
+    // Attribute values come partly from clients (paths, user agents): keep them bounded by default.
+    ...(env.OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT || env.OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT ? {} : { spanLimits: { attributeValueLengthLimit: 2048 } }),
   });
   sdk.start();
+  exportProcessor?.bindMetrics();
+  traceStore.bindMetrics();
   active = {
     prometheus,
+    traceStore,
     exportTarget: target,
+    setLogger: (logger) => exportProcessor?.setLogger(logger),
     warnings,
     shutdown: () => sdk.shutdown(),
   };

@@ -122,25 +122,21 @@ export interface ClientSpanInput {
   hostname: string;
   port: number;
   urlFull: string;
-  attempt?: number;
+  /** 0 (default) for the first try; retries carry http.request.resend_count. */
+  resendCount?: number;
 }
 
 /** Starts the CLIENT span for the upstream call, a child of the server span. */
 export function startClientSpan(parent: Context, input: ClientSpanInput): { span: Span; context: Context } {
-  const span = tracer.startSpan(
-    input.method,
-    {
-      kind: SpanKind.CLIENT,
-      attributes: {
-        'http.request.method': input.method,
-        'server.address': input.hostname,
-        'server.port': input.port,
-        'url.full': input.urlFull,
-        'gateway.upstream': input.upstreamName,
-      },
-    },
-    parent,
-  );
+  const attributes: Attributes = {
+    'http.request.method': input.method,
+    'server.address': input.hostname,
+    'server.port': input.port,
+    'url.full': input.urlFull,
+    'gateway.upstream': input.upstreamName,
+  };
+  if (input.resendCount) attributes['http.request.resend_count'] = input.resendCount;
+  const span = tracer.startSpan(input.method, { kind: SpanKind.CLIENT, attributes }, parent);
   return { span, context: trace.setSpan(parent, span) };
 }
 
@@ -148,9 +144,9 @@ export function startClientSpan(parent: Context, input: ClientSpanInput): { span
  * Writes the trace headers for `context` (the client span's) into the outgoing headers, with the
  * request's W3C trace-flags (see startServerSpan) in place of the SDK's sampled-only flags.
  */
-export function injectTraceHeaders(context: Context, headers: Record<string, string | string[]>, traceFlags: number): void {
+export function injectTraceHeaders(context: Context, headers: Record<string, string | string[]>, traceFlags?: number): void {
   const sc = trace.getSpanContext(context);
-  if (sc !== undefined && sc.traceFlags !== traceFlags) context = trace.setSpanContext(context, { ...sc, traceFlags });
+  if (sc !== undefined && traceFlags !== undefined && sc.traceFlags !== traceFlags) context = trace.setSpanContext(context, { ...sc, traceFlags });
   propagation.inject(context, headers, headerSetter);
 }
 

@@ -1,0 +1,161 @@
+import { metrics, TraceFlags, type Context, type Counter } from '@opentelemetry/api';
+import { ExportResultCode, type ExportResult } from '@opentelemetry/core';
+import { BatchSpanProcessor, type ReadableSpan, type Span, type SpanExporter, type SpanProcessor } from '@opentelemetry/sdk-trace';
+
+export interface ExportLogger {
+  warn(obj: object, msg: string): void;
+  info(obj: object, msg: string): void;
+}
+
+export interface MonitorOptions {
+  maxQueueSize: number;
+  maxExportBatchSize?: number | undefined;
+  scheduledDelayMillis?: number | undefined;
+  exportTimeoutMillis?: number | undefined;
+  /** Export failures are reported at most once per interval, with counts, not once per batch. */
+  logIntervalMs: number;
+}
+
+/**
+ * The SDK's batch processor with accounting around it: spans exported, failed and dropped
+ * (queue full) are counted in `gateway.telemetry.spans`, the queue size is a gauge, and export
+ * trouble is logged once per interval and once more when it recovers. Export stays batched and
+ * off the request path; a down or slow collector only fills the bounded queue.
+ */
+export class MonitoredSpanProcessor implements SpanProcessor {
+  private readonly inner: BatchSpanProcessor;
+  private readonly maxQueueSize: number;
+  private queued = 0;
+  private logger: ExportLogger | undefined;
+  private failing = false;
+  private failingSince = 0;
+  private lastReport = 0;
+  private failedSinceReport = 0;
+  private droppedSinceReport = 0;
+  private lastError = '';
+  private counter: Counter | undefined;
+  private readonly attrs = { exported: { outcome: 'exported' }, failed: { outcome: 'failed' }, dropped: { outcome: 'dropped' } };
+
+  constructor(
+    exporter: SpanExporter,
+    private readonly options: MonitorOptions,
+  ) {
+    this.maxQueueSize = options.maxQueueSize;
+    this.inner = new BatchSpanProcessor({
+      exporter: new ObservedExporter(exporter, this),
+      maxQueueSize: options.maxQueueSize,
+      maxExportBatchSize: options.maxExportBatchSize,
+      scheduledDelayMillis: options.scheduledDelayMillis,
+      exportTimeoutMillis: options.exportTimeoutMillis,
+    });
+  }
+
+  /** Creates the instruments; called once the SDK's MeterProvider is registered. */
+  bindMetrics(): void {
+    const meter = metrics.getMeter('tracing-gateway');
+    this.counter = meter.createCounter('gateway.telemetry.spans', {
+      unit: '{span}',
+      description: 'Spans handed to the exporter, by outcome: exported, failed (export error) or dropped (queue full).',
+    });
+    meter
+      .createObservableGauge('gateway.telemetry.queue.size', { unit: '{span}', description: 'Spans waiting in the export queue.' })
+      .addCallback((r) => r.observe(this.queued));
+  }
+
+  /** Export trouble is logged through the gateway's logger once it exists. */
+  setLogger(logger: ExportLogger): void {
+    this.logger = logger;
+  }
+
+  onStart(span: Span, parentContext: Context): void {
+    this.inner.onStart(span, parentContext);
+  }
+
+  onEnd(span: ReadableSpan): void {
+    if ((span.spanContext().traceFlags & TraceFlags.SAMPLED) === 0) return;
+    if (this.queued >= this.maxQueueSize) {
+      // The batch processor drops it too; this is where it gets counted.
+      this.counter?.add(1, this.attrs.dropped);
+      this.droppedSinceReport++;
+      this.maybeReport();
+    } else {
+      this.queued++;
+    }
+    this.inner.onEnd(span);
+  }
+
+  forceFlush(): Promise<void> {
+    return this.inner.forceFlush();
+  }
+
+  shutdown(): Promise<void> {
+    return this.inner.shutdown();
+  }
+
+  /** @internal called by ObservedExporter when a batch leaves the queue */
+  taken(count: number): void {
+    this.queued = Math.max(0, this.queued - count);
+  }
+
+  /** @internal */
+  exported(count: number, result: ExportResult): void {
+    if (result.code === ExportResultCode.SUCCESS) {
+      this.counter?.add(count, this.attrs.exported);
+      if (this.failing) {
+        this.failing = false;
+        this.logger?.info(
+          { failed_spans: this.failedSinceReport, dropped_spans: this.droppedSinceReport, outage_ms: Date.now() - this.failingSince },
+          'span export recovered',
+        );
+        this.failedSinceReport = 0;
+        this.droppedSinceReport = 0;
+      }
+      return;
+    }
+    this.counter?.add(count, this.attrs.failed);
+    this.failedSinceReport += count;
+    this.lastError = result.error?.message ?? 'export failed';
+    if (!this.failing) {
+      this.failing = true;
+      this.failingSince = Date.now();
+      this.lastReport = 0;
+    }
+    this.maybeReport();
+  }
+
+  private maybeReport(): void {
+    const now = Date.now();
+    if (!this.failing && this.droppedSinceReport === 0) return;
+    if (now - this.lastReport < this.options.logIntervalMs) return;
+    this.lastReport = now;
+    this.logger?.warn(
+      { error: this.lastError, failed_spans: this.failedSinceReport, dropped_spans: this.droppedSinceReport, queue_limit: this.maxQueueSize, report_interval_ms: this.options.logIntervalMs },
+      this.failing ? 'span export failing; spans queue up to the limit and are then dropped' : 'span export queue full; spans dropped',
+    );
+    this.failedSinceReport = 0;
+    this.droppedSinceReport = 0;
+  }
+}
+
+class ObservedExporter implements SpanExporter {
+  constructor(
+    private readonly inner: SpanExporter,
+    private readonly monitor: MonitoredSpanProcessor,
+  ) {}
+
+  export(spans: ReadableSpan[], resultCallback: (result: ExportResult) => void): void {
+    this.monitor.taken(spans.length);
+    this.inner.export(spans, (result) => {
+      this.monitor.exported(spans.length, result);
+      resultCallback(result);
+    });
+  }
+
+  shutdown(): Promise<void> {
+    return this.inner.shutdown();
+  }
+
+  forceFlush(): Promise<void> {
+    return this.inner.forceFlush?.() ?? Promise.resolve();
+  }
+}
