@@ -193,8 +193,10 @@ export function buildGateway(config: GatewayConfig, logger: Logger): Gateway {
   });
 
   const startedAt = Date.now();
-  void app.register(metricsRoute, { prometheus: telemetry().prometheus });
-  void app.register(healthRoutes, { monitor: health, version: VERSION, startedAt });
+  if (config.listen.metricsAndHealth) {
+    void app.register(metricsRoute, { prometheus: telemetry().prometheus });
+    void app.register(healthRoutes, { monitor: health, version: VERSION, startedAt });
+  }
   void app.register(proxyRoutes, { config, upstreams, logger, instruments });
 
   return {

@@ -54,6 +54,8 @@ export const configSchema = z
       .strictObject({
         host: z.string().min(1).default('0.0.0.0'),
         port: z.number().int().min(0).max(65_535).default(8080),
+        /** Serve /metrics and /health* on the proxy port too (false: only on the admin listener). */
+        metricsAndHealth: z.boolean().default(true),
       })
       .prefault({}),
     server: z

@@ -18,6 +18,12 @@ class ClientAbortedError extends Error {
   readonly code = 'GATEWAY_CLIENT_ABORTED';
 }
 
+/** No response headers within the route timeout (undici's own timer fires up to ~0.5 s late). */
+class HeadersTimeoutError extends Error {
+  override name = 'HeadersTimeoutError';
+  readonly code = 'UND_ERR_HEADERS_TIMEOUT';
+}
+
 /** Ends an attempt whose response the gateway decided to retry instead of forwarding. */
 class RetryingError extends Error {
   override name = 'RetryingError';
@@ -179,6 +185,7 @@ class Attempt implements Dispatcher.DispatchHandler {
   private status = 0;
   private done = false;
   private pendingAbort: Error | undefined;
+  private headersTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly exchange: UpstreamExchange,
@@ -203,13 +210,15 @@ class Attempt implements Dispatcher.DispatchHandler {
   send(): void {
     const { exchange } = this;
     const timeout = exchange.route.config.timeoutMs;
+    this.headersTimer = setTimeout(Attempt.headersTimedOut, timeout, this);
     exchange.route.upstream.pool.dispatch(
       {
         path: exchange.path,
         method: exchange.req.method as Dispatcher.HttpMethod,
         headers: exchange.headers,
         body: exchange.body,
-        headersTimeout: timeout,
+        // The gateway's own timer enforces the header deadline precisely; undici's is the backstop.
+        headersTimeout: timeout + 1_000,
         bodyTimeout: timeout,
       },
       this,
@@ -218,6 +227,14 @@ class Attempt implements Dispatcher.DispatchHandler {
 
   resume(): void {
     this.controller?.resume();
+  }
+
+  private static headersTimedOut(attempt: Attempt): void {
+    attempt.headersTimer = undefined;
+    if (attempt.done || attempt.status !== 0) return;
+    const err = new HeadersTimeoutError(`no response headers within ${attempt.exchange.route.config.timeoutMs} ms`);
+    if (attempt.controller) attempt.controller.abort(err);
+    else attempt.pendingAbort = err;
   }
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
@@ -234,6 +251,7 @@ class Attempt implements Dispatcher.DispatchHandler {
     const { exchange } = this;
     this.status = statusCode;
     if (statusCode < 200) return; // informational responses are not forwarded
+    clearTimeout(this.headersTimer);
     if (exchange.route.retryStatuses.has(statusCode) && exchange.canRetry()) {
       this.finish(undefined, undefined);
       controller.abort(new RetryingError(`retrying after ${statusCode}`));
@@ -285,6 +303,7 @@ class Attempt implements Dispatcher.DispatchHandler {
   /** Ends the CLIENT span and records the try's metrics and circuit-breaker outcome. */
   private finish(kind: UpstreamFailure | undefined, err: Error | undefined): void {
     this.done = true;
+    if (this.headersTimer !== undefined) clearTimeout(this.headersTimer);
     const { exchange, span, status } = this;
     const { ctx, route, deps } = exchange;
     const upstream = route.upstream;

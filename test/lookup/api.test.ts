@@ -279,3 +279,24 @@ describe('lookup disabled, and /metrics + /health on the admin listener', () => 
     expect((await send(`${gateway.adminUrl}/metrics`)).status).toBe(404);
   });
 });
+
+describe('/metrics and /health only on the admin listener', () => {
+  it('listen.metricsAndHealth: false takes them off the proxy port; the admin listener serves them', async () => {
+    const gw = await startGateway(
+      configFor([{ name: 'users', prefix: '/api', url: upstream.url }], { listen: { metricsAndHealth: false }, admin: { port: 0, metricsAndHealth: true } }),
+      { GATEWAY_ADMIN_TOKEN: TOKEN },
+    );
+    try {
+      const line = await gw.waitForLog((l) => l.msg.startsWith('admin listening'));
+      const adminUrl = `http://${String(line.address)}`;
+      for (const path of ['/metrics', '/health', '/health/ready']) {
+        expect((await send(`${gw.url}${path}`)).status, path).toBe(404);
+        expect((await send(`${adminUrl}${path}`)).status, path).not.toBe(404);
+      }
+      // Proxying is unaffected.
+      expect((await send(`${gw.url}/api/x`)).status).toBe(200);
+    } finally {
+      await gw.stop();
+    }
+  });
+});

@@ -8,6 +8,7 @@ import { startUpstream, type TestUpstream } from '../helpers/upstream.js';
 import { parseExposition } from '../helpers/exposition.js';
 
 let stalling: TestUpstream;
+let late: TestUpstream;
 let flaky: TestUpstream;
 let failing: TestUpstream;
 let receiver: OtlpReceiver;
@@ -21,6 +22,10 @@ beforeAll(async () => {
     req.resume();
     res.writeHead(200, { 'content-length': '1000000' });
     res.write(Buffer.alloc(1000, 97)); // then nothing: the body stalls
+  });
+  late = await startUpstream((req, res) => {
+    req.resume();
+    setTimeout(() => res.end('late'), 700);
   });
   flaky = await startUpstream((req, res) => {
     req.resume();
@@ -50,6 +55,7 @@ beforeAll(async () => {
         dns: { url: 'http://no-such-host.invalid:8080' },
         blackhole: { url: `http://127.0.0.1:${blackhole.port}`, connectTimeoutMs: 300 },
         stalling: { url: stalling.url },
+        late: { url: late.url },
         flaky: { url: flaky.url },
         // Same server, breaker out of the way: the budget alone must limit the retries.
         flakyNoBreaker: { url: flaky.url, circuitBreaker: { failureThreshold: 1000 } },
@@ -59,6 +65,7 @@ beforeAll(async () => {
         { name: 'dns', prefix: '/dns', upstream: 'dns' },
         { name: 'blackhole', prefix: '/blackhole', upstream: 'blackhole', timeoutMs: 2000 },
         { name: 'stalling', prefix: '/stalling', upstream: 'stalling', timeoutMs: 400 },
+        { name: 'late', prefix: '/late', upstream: 'late', timeoutMs: 300 },
         { name: 'flaky', prefix: '/flaky', upstream: 'flaky', retries: { attempts: 2 } },
         { name: 'flaky-budget', prefix: '/budget', upstream: 'flakyNoBreaker', retries: { attempts: 1, budgetPercent: 10 } },
         { name: 'failing', prefix: '/failing', upstream: 'failing' },
@@ -72,7 +79,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await gateway?.stop();
   blackhole?.close();
-  await Promise.all([stalling?.close(), flaky?.close(), failing?.close(), receiver?.close()]);
+  await Promise.all([late?.close(), stalling?.close(), flaky?.close(), failing?.close(), receiver?.close()]);
 });
 
 async function spansFor(traceId: string, count: number) {
@@ -98,6 +105,13 @@ describe('upstream failures map to defined answers', () => {
     expect(Date.now() - started).toBeLessThan(1900);
     const client = (await spansFor(res.headers['x-trace-id'] as string, 2)).find((s) => s.kind === 'CLIENT')!;
     expect(client.attributes['error.type']).toBe('timeout');
+  });
+
+  it('a short route timeout is kept: 300 ms against a 700 ms upstream is a 504, not a late 200', async () => {
+    const started = Date.now();
+    const res = await send(`${gateway.url}/late/x`);
+    expect(res.status).toBe(504);
+    expect(Date.now() - started).toBeLessThan(650);
   });
 
   it('a body that stalls mid-stream is cut after the route timeout; span and log say timeout', async () => {
