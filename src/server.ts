@@ -12,7 +12,7 @@ import type { Logger } from './logging/logger.js';
 import { writeJsonError } from './proxy/errors.js';
 import { EXPOSED_RESPONSE_HEADERS } from './proxy/headers.js';
 import { normalizePath } from './proxy/path.js';
-import { proxyRoutes } from './proxy/routes.js';
+import { RouteTable, type ProxyRoute } from './proxy/routes.js';
 import { closeUpstreams, createUpstreams } from './proxy/upstreams.js';
 import { GatewayInstruments } from './telemetry/instruments.js';
 import { telemetry } from './telemetry/sdk.js';
@@ -56,6 +56,7 @@ export function buildGateway(config: GatewayConfig, logger: Logger): Gateway {
   });
   const health = new HealthMonitor(upstreams, config.health.intervalMs, config.health.timeoutMs);
   const maxHeaderLines = config.server.maxHeaderCount * 2;
+  const routes = new RouteTable(config, upstreams, { logger, instruments });
   const sensitiveQuery = new Set(config.tracing.redactQueryParams.map((p) => p.toLowerCase()));
   const trustInbound = config.tracing.trustInboundContext;
   let closing = false;
@@ -100,6 +101,17 @@ export function buildGateway(config: GatewayConfig, logger: Logger): Gateway {
       },
       'request completed',
     );
+  }
+
+  /** A bug in the proxy path must still end in a JSON 500 with the trace ID, never a hung socket. */
+  function proxyOrFail(route: ProxyRoute, ctx: RequestContext, req: IncomingMessage, res: ServerResponse): void {
+    try {
+      route.handle(ctx, req, res);
+    } catch (err) {
+      logger.error({ err }, 'request failed inside the gateway');
+      if (res.headersSent) res.destroy(err as Error);
+      else writeJsonError(res, 500, { error: 'internal_error', message: 'the gateway failed to handle the request', traceId: ctx.traceId, requestId: ctx.requestId });
+    }
   }
 
   const app = Fastify({
@@ -158,7 +170,11 @@ export function buildGateway(config: GatewayConfig, logger: Logger): Gateway {
           requestStorage.run(ctx, writeJsonError, res, refusal.status, { error: refusal.error, message: refusal.message, traceId: ctx.traceId, requestId });
           return;
         }
-        requestStorage.run(ctx, fastifyHandler, req, res);
+        // Proxied routes are matched here and go straight to undici; Fastify answers the rest
+        // (reserved paths above, 404s, framework-level errors).
+        const route = routes.match(path);
+        if (route === undefined) requestStorage.run(ctx, fastifyHandler, req, res);
+        else requestStorage.run(ctx, proxyOrFail, route, ctx, req, res);
       });
     },
   });
@@ -197,7 +213,9 @@ export function buildGateway(config: GatewayConfig, logger: Logger): Gateway {
     void app.register(metricsRoute, { prometheus: telemetry().prometheus });
     void app.register(healthRoutes, { monitor: health, version: VERSION, startedAt });
   }
-  void app.register(proxyRoutes, { config, upstreams, logger, instruments });
+  // Unmatched requests reach Fastify only for a 404: their bodies are never parsed.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', (_request, _payload, done) => done(null));
 
   return {
     app,

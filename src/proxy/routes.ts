@@ -1,24 +1,24 @@
-import type { IncomingMessage } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { GatewayConfig, RouteConfig } from '../config/schema.js';
-import { currentRequest } from '../context/request-context.js';
+import type { RequestContext } from '../context/request-context.js';
 import { writeJsonError } from './errors.js';
 import { RetryBudget } from './circuit-breaker.js';
 import { UpstreamExchange, type ExchangeDeps, type RouteRuntime } from './exchange.js';
 import type { Upstream } from './upstreams.js';
-
-export interface ProxyRoutesOptions extends ExchangeDeps {
-  config: GatewayConfig;
-  upstreams: Map<string, Upstream>;
-}
 
 /** The http.route value of a configured route: one template per route keeps metric series bounded. */
 export function routeTemplate(route: RouteConfig): string {
   return route.prefix === '/' ? '/*' : `${route.prefix}/*`;
 }
 
-function routeHandler(route: RouteConfig, upstream: Upstream, deps: ExchangeDeps) {
+/** A configured route, ready to serve: matched by the edge before any framework routing. */
+export interface ProxyRoute {
+  readonly prefix: string;
+  handle(ctx: RequestContext, req: IncomingMessage, res: ServerResponse): void;
+}
+
+function proxyRoute(route: RouteConfig, upstream: Upstream, deps: ExchangeDeps): ProxyRoute {
   const template = routeTemplate(route);
   const runtime: RouteRuntime = {
     config: route,
@@ -30,37 +30,37 @@ function routeHandler(route: RouteConfig, upstream: Upstream, deps: ExchangeDeps
   const allowed = new Set<string>(route.methods);
   const allowHeader = route.methods.join(', ');
   const spanName = new Map<string, string>();
+  const routeAttributes = { 'http.route': template, 'gateway.route': route.name, 'gateway.upstream': upstream.name };
 
-  return function proxy(request: FastifyRequest, reply: FastifyReply): void {
-    const ctx = currentRequest()!;
+  function handle(ctx: RequestContext, req: IncomingMessage, res: ServerResponse): void {
     ctx.route = route;
     ctx.routeTemplate = template;
     let name = spanName.get(ctx.method);
     if (name === undefined) spanName.set(ctx.method, (name = `${ctx.method} ${template}`));
     ctx.span.updateName(name);
-    ctx.span.setAttributes({ 'http.route': template, 'gateway.route': route.name, 'gateway.upstream': upstream.name });
-    reply.hijack();
-    if (!allowed.has(request.raw.method!)) {
+    ctx.span.setAttributes(routeAttributes);
+    if (!allowed.has(req.method!)) {
       writeJsonError(
-        reply.raw,
+        res,
         405,
-        { error: 'method_not_allowed', message: `${request.raw.method} is not allowed on route "${route.name}" (allowed: ${allowHeader})`, traceId: ctx.traceId, requestId: ctx.requestId },
+        { error: 'method_not_allowed', message: `${req.method} is not allowed on route "${route.name}" (allowed: ${allowHeader})`, traceId: ctx.traceId, requestId: ctx.requestId },
         { allow: allowHeader },
       );
       return;
     }
-    const body = limitedBody(request.raw, maxBody);
+    const body = limitedBody(req, maxBody);
     if (body === undefined) {
       writeJsonError(
-        reply.raw,
+        res,
         413,
         { error: 'payload_too_large', message: `request body exceeds the route's limit of ${maxBody} bytes`, traceId: ctx.traceId, requestId: ctx.requestId },
         { connection: 'close' },
       );
       return;
     }
-    new UpstreamExchange(ctx, runtime, request.raw, reply.raw, deps, body).start();
-  };
+    new UpstreamExchange(ctx, runtime, req, res, deps, body).start();
+  }
+  return { prefix: route.prefix, handle };
 }
 
 /** Counts a chunked body as it streams and fails it at the limit, so it is never read past it. */
@@ -90,16 +90,25 @@ function limitedBody(req: IncomingMessage, max: number | undefined): Readable | 
   return req.pipe(limit);
 }
 
-/** Registers every configured route as `<prefix>` and `<prefix>/*` for all methods. */
-export async function proxyRoutes(app: FastifyInstance, opts: ProxyRoutesOptions): Promise<void> {
-  // Bodies are streamed to the upstream untouched: no parsing, no buffering.
-  app.removeAllContentTypeParsers();
-  app.addContentTypeParser('*', (_request, _payload, done) => done(null));
+/**
+ * Longest-prefix matching over the configured routes, on whole path segments. Routes are few and
+ * prefixes plain strings, so a sorted scan beats a general router on the per-request path.
+ */
+export class RouteTable {
+  private readonly routes: ProxyRoute[];
 
-  for (const route of opts.config.routes) {
-    const upstream = opts.upstreams.get(route.upstream)!;
-    const handler = routeHandler(route, upstream, opts);
-    if (route.prefix !== '/') app.all(route.prefix, handler);
-    app.all(route.prefix === '/' ? '/*' : `${route.prefix}/*`, handler);
+  constructor(config: GatewayConfig, upstreams: Map<string, Upstream>, deps: ExchangeDeps) {
+    this.routes = config.routes
+      .map((r) => proxyRoute(r, upstreams.get(r.upstream)!, deps))
+      .sort((a, b) => b.prefix.length - a.prefix.length);
+  }
+
+  match(path: string): ProxyRoute | undefined {
+    for (const route of this.routes) {
+      const p = route.prefix;
+      if (p === '/') return route;
+      if (path.startsWith(p) && (path.length === p.length || path.charCodeAt(p.length) === 47 /* / */)) return route;
+    }
+    return undefined;
   }
 }
