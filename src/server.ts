@@ -71,7 +71,7 @@ export function buildGateway(config: GatewayConfig, logger: Logger): Gateway {
     // 499: nginx's convention for "client closed the connection before the response was complete".
     const status = completed ? this.statusCode : 499;
     const durationMs = performance.now() - ctx.startTime;
-    instruments.activeRequests.add(-1);
+    instruments.activeRequests--;
     instruments.serverDuration.record(durationMs / 1000, instruments.serverAttributes(ctx.method, ctx.routeTemplate, status));
 
     const span = ctx.span;
@@ -148,7 +148,17 @@ export function buildGateway(config: GatewayConfig, logger: Logger): Gateway {
         const requestId = resolveRequestId(req.headers['x-request-id']);
         const method = normalizeMethod(req.method);
         const query = q === -1 ? undefined : redactQuery(url.slice(q + 1), sensitiveQuery);
-        const { span, context, traceFlags } = startServerSpan({ req, method, path, query, requestId, trustInbound });
+        const route = routes.match(path);
+        const { span, context, traceFlags } = startServerSpan({
+          req,
+          method,
+          path,
+          query,
+          requestId,
+          trustInbound,
+          name: route === undefined ? method : route.spanName(method),
+          routeAttributes: route?.spanAttributes,
+        });
         const ctx = new RequestContext(requestId, method, path, span, context, traceFlags, performance.now());
         ctx.clientAddress = req.socket.remoteAddress;
         res.setHeader('x-trace-id', ctx.traceId);
@@ -157,7 +167,7 @@ export function buildGateway(config: GatewayConfig, logger: Logger): Gateway {
         res.setHeader('access-control-expose-headers', EXPOSED_RESPONSE_HEADERS);
         res[kContext] = ctx;
         res.once('close', onResponseClose);
-        instruments.activeRequests.add(1);
+        instruments.activeRequests++;
         const refusal = closing
           ? SHUTTING_DOWN
           : normalized === null
@@ -172,7 +182,6 @@ export function buildGateway(config: GatewayConfig, logger: Logger): Gateway {
         }
         // Proxied routes are matched here and go straight to undici; Fastify answers the rest
         // (reserved paths above, 404s, framework-level errors).
-        const route = routes.match(path);
         if (route === undefined) requestStorage.run(ctx, fastifyHandler, req, res);
         else requestStorage.run(ctx, proxyOrFail, route, ctx, req, res);
       });

@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import type { GatewayConfig, RouteConfig } from '../config/schema.js';
+import type { Attributes } from '@opentelemetry/api';
 import type { RequestContext } from '../context/request-context.js';
 import { writeJsonError } from './errors.js';
 import { RetryBudget } from './circuit-breaker.js';
@@ -15,6 +16,10 @@ export function routeTemplate(route: RouteConfig): string {
 /** A configured route, ready to serve: matched by the edge before any framework routing. */
 export interface ProxyRoute {
   readonly prefix: string;
+  /** http.route, gateway.route and gateway.upstream, set on the SERVER span at its start. */
+  readonly spanAttributes: Attributes;
+  /** `<METHOD> <route template>`, the SERVER span name. */
+  spanName(method: string): string;
   handle(ctx: RequestContext, req: IncomingMessage, res: ServerResponse): void;
 }
 
@@ -30,15 +35,11 @@ function proxyRoute(route: RouteConfig, upstream: Upstream, deps: ExchangeDeps):
   const allowed = new Set<string>(route.methods);
   const allowHeader = route.methods.join(', ');
   const spanName = new Map<string, string>();
-  const routeAttributes = { 'http.route': template, 'gateway.route': route.name, 'gateway.upstream': upstream.name };
+  const spanAttributes = { 'http.route': template, 'gateway.route': route.name, 'gateway.upstream': upstream.name };
 
   function handle(ctx: RequestContext, req: IncomingMessage, res: ServerResponse): void {
     ctx.route = route;
     ctx.routeTemplate = template;
-    let name = spanName.get(ctx.method);
-    if (name === undefined) spanName.set(ctx.method, (name = `${ctx.method} ${template}`));
-    ctx.span.updateName(name);
-    ctx.span.setAttributes(routeAttributes);
     if (!allowed.has(req.method!)) {
       writeJsonError(
         res,
@@ -60,7 +61,16 @@ function proxyRoute(route: RouteConfig, upstream: Upstream, deps: ExchangeDeps):
     }
     new UpstreamExchange(ctx, runtime, req, res, deps, body).start();
   }
-  return { prefix: route.prefix, handle };
+  return {
+    prefix: route.prefix,
+    spanAttributes,
+    spanName(method: string): string {
+      let name = spanName.get(method);
+      if (name === undefined) spanName.set(method, (name = `${method} ${template}`));
+      return name;
+    },
+    handle,
+  };
 }
 
 /** Counts a chunked body as it streams and fails it at the limit, so it is never read past it. */

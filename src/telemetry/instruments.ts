@@ -1,4 +1,4 @@
-import { metrics, type Attributes, type Histogram, type Counter, type UpDownCounter } from '@opentelemetry/api';
+import { metrics, type Attributes, type Histogram, type Counter } from '@opentelemetry/api';
 
 /**
  * The gateway's own instruments. Names and attributes follow the stable HTTP semantic
@@ -8,13 +8,17 @@ import { metrics, type Attributes, type Histogram, type Counter, type UpDownCoun
  */
 export class GatewayInstruments {
   readonly serverDuration: Histogram;
-  readonly activeRequests: UpDownCounter;
+  /** In-flight requests; read by an observable instrument at collection time, not recorded per request. */
+  activeRequests = 0;
   readonly clientDuration: Histogram;
   readonly upstreamErrors: Counter;
   readonly retries: Counter;
-  /** Attribute objects are reused per (route, method, status) to spare an allocation per record. */
-  private readonly serverAttrCache = new Map<string, Attributes>();
-  private readonly clientAttrCache = new Map<string, Attributes>();
+  /**
+   * Attribute objects are reused per (route, method, status) and (upstream, method, status,
+   * outcome): nested maps keyed by the parts, so a record allocates nothing.
+   */
+  private readonly serverAttrCache = new Map<string | undefined, Map<string, Map<number, Attributes>>>();
+  private readonly clientAttrCache = new Map<string, Map<string, Map<number, Map<string, Attributes>>>>();
 
   constructor() {
     const meter = metrics.getMeter('tracing-gateway');
@@ -22,10 +26,12 @@ export class GatewayInstruments {
       unit: 's',
       description: 'Duration of HTTP server requests handled by the gateway.',
     });
-    this.activeRequests = meter.createUpDownCounter('http.server.active_requests', {
-      unit: '{request}',
-      description: 'Number of HTTP server requests in flight.',
-    });
+    meter
+      .createObservableUpDownCounter('http.server.active_requests', {
+        unit: '{request}',
+        description: 'Number of HTTP server requests in flight.',
+      })
+      .addCallback((result) => result.observe(this.activeRequests));
     this.clientDuration = meter.createHistogram('http.client.request.duration', {
       unit: 's',
       description: 'Duration of requests from the gateway to its upstreams, by upstream and outcome.',
@@ -55,25 +61,38 @@ export class GatewayInstruments {
   }
 
   serverAttributes(method: string, route: string | undefined, status: number): Attributes {
-    const key = `${method} ${route ?? ''} ${status}`;
-    let attrs = this.serverAttrCache.get(key);
+    const byMethod = getOrCreate(this.serverAttrCache, route, newMap<string, Map<number, Attributes>>);
+    const byStatus = getOrCreate(byMethod, method, newMap<number, Attributes>);
+    let attrs = byStatus.get(status);
     if (attrs === undefined) {
       attrs = { 'http.request.method': method, 'http.response.status_code': status };
       // Unmatched paths have no route; they share the series without an http.route label.
       if (route !== undefined) attrs['http.route'] = route;
-      this.serverAttrCache.set(key, attrs);
+      byStatus.set(status, attrs);
     }
     return attrs;
   }
 
   clientAttributes(upstream: string, method: string, status: number, outcome: string): Attributes {
-    const key = `${upstream} ${method} ${status} ${outcome}`;
-    let attrs = this.clientAttrCache.get(key);
+    const byMethod = getOrCreate(this.clientAttrCache, upstream, newMap<string, Map<number, Map<string, Attributes>>>);
+    const byStatus = getOrCreate(byMethod, method, newMap<number, Map<string, Attributes>>);
+    const byOutcome = getOrCreate(byStatus, status, newMap<string, Attributes>);
+    let attrs = byOutcome.get(outcome);
     if (attrs === undefined) {
       attrs = { 'gateway.upstream': upstream, 'http.request.method': method, outcome };
       if (status > 0) attrs['http.response.status_code'] = status;
-      this.clientAttrCache.set(key, attrs);
+      byOutcome.set(outcome, attrs);
     }
     return attrs;
   }
+}
+
+function newMap<K, V>(): Map<K, V> {
+  return new Map<K, V>();
+}
+
+function getOrCreate<K, V>(map: Map<K, V>, key: K, create: () => V): V {
+  let value = map.get(key);
+  if (value === undefined) map.set(key, (value = create()));
+  return value;
 }

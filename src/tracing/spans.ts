@@ -69,6 +69,10 @@ export interface ServerSpanInput {
   query: string | undefined;
   requestId: string;
   trustInbound: boolean;
+  /** Span name when routed (`<METHOD> <route>`); default: the method alone. */
+  name?: string | undefined;
+  /** Route attributes (http.route, gateway.*), when the request matched a route. */
+  routeAttributes?: Attributes | undefined;
 }
 
 /** W3C Trace Context Level 2 "random" trace-flag. */
@@ -107,8 +111,10 @@ export function startServerSpan(input: ServerSpanInput): { span: Span; context: 
   if (req.socket.remoteAddress) attributes['client.address'] = req.socket.remoteAddress;
   const ua = req.headers['user-agent'];
   if (ua) attributes['user_agent.original'] = ua;
+  if (input.routeAttributes) Object.assign(attributes, input.routeAttributes);
 
-  const span = tracer.startSpan(input.method, { kind: SpanKind.SERVER, attributes, links }, parent);
+  // Routed before the span starts, so name and attributes are complete at start (one sanitising pass).
+  const span = tracer.startSpan(input.name ?? input.method, { kind: SpanKind.SERVER, attributes, links }, parent);
   // A continued trace keeps the caller's random bit; a trace the gateway starts has an SDK-generated
   // random trace-id, so it sets it. Unknown bits are never invented.
   const random = continued ? caller.traceFlags & RANDOM_TRACE_FLAG : RANDOM_TRACE_FLAG;
