@@ -149,7 +149,8 @@ describe('compose.yaml', () => {
   it('runs the gateway as the Dockerfile does, with the config it mounts', () => {
     const cmd = JSON.parse(/^CMD\s+(\[.*\])$/m.exec(dockerfile)![1]!);
     expect(services.gateway.command).toEqual(cmd);
-    expect(cmd.slice(0, 2)).toEqual(['--import', './dist/src/telemetry/register.js']);
+    // The SDK is loaded with --import before the gateway (after any V8 flags).
+    expect(cmd.slice(cmd.indexOf('--import'), cmd.indexOf('--import') + 3)).toEqual(['--import', './dist/src/telemetry/register.js', 'dist/src/main.js']);
     expect(/^USER\s+(\S+)$/m.exec(dockerfile)![1]).not.toMatch(/^(root|0)$/);
     const configPath = cmd[cmd.indexOf('--config') + 1];
     expect(mountTarget('gateway', 'stack/gateway.yaml')).toBe(configPath);
