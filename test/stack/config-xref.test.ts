@@ -394,7 +394,9 @@ describe('Grafana provisioning and dashboards', () => {
       }
     }
     // The pinned-versions table lists exactly the images compose.yaml pins.
-    const table = section.slice(section.indexOf('### Pinned versions'));
+    const tableStart = section.indexOf('### Pinned versions');
+    const tableEnd = section.indexOf('\n## ', tableStart);
+    const table = section.slice(tableStart, tableEnd === -1 ? undefined : tableEnd);
     const pinned = Object.values(services).filter((s) => !s.build).map((s) => s.image).sort();
     const listed = [...table.matchAll(/`([a-z0-9./_-]+:[^`]+)`/g)].map((m) => m[1]!).filter((i) => !i.startsWith('node:')).sort();
     expect(listed).toEqual(pinned);
