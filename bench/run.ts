@@ -28,6 +28,8 @@ const USAGE = `usage: node bench/run.ts [options]
                        (default 60; 0 = off, as with --smoke)
   --smoke              1 round, 2 s, c=8, all targets (what the test suite runs)
   --soak SECONDS       target 5 alone at c=50 for SECONDS, reporting heap after GC and RSS
+  --faults             with --soak: the OTLP sink answers 503 for 10 s every 30 s, and the upstream
+                       goes away for 5 s every 30 s; reports what the clients saw by status
   --profile            target 5 alone for one round with --cpu-prof; prints the top 25 self-time functions
   --out FILE           results JSON (default bench/results/<timestamp>.json)
 targets: 1 direct to upstream, 2 fastify + @fastify/http-proxy, 3 the same + OTel auto-instrumentations,
@@ -57,6 +59,7 @@ function parseCli() {
         smoke: { type: 'boolean', default: false },
         soak: { type: 'string' },
         profile: { type: 'boolean', default: false },
+        faults: { type: 'boolean', default: false },
         out: { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
       },
@@ -302,9 +305,89 @@ interface SoakSample {
   fullGcs: number;
   /** v8js_memory_heap_used_bytes summed over spaces, from /metrics (includes garbage not yet collected). */
   heapUsedMB: number | null;
+  /** Open file descriptors of the target (/proc/<pid>/fd). */
+  fds: number;
 }
 
-async function soak(def: TargetDef, ctx: Ctx, sink: Sink): Promise<{ samples: SoakSample[]; load: LoadResult; spansPerReq: number; slopeMBPerMin: number | null }> {
+/** Counters from the gateway's /metrics at the end of a soak: what clients got, and why. */
+interface SoakOutcome {
+  byStatus: Record<string, number>;
+  upstreamErrors: Record<string, number>;
+  telemetrySpans: Record<string, number>;
+}
+
+async function scrapeOutcome(port: number): Promise<SoakOutcome> {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`, { signal: AbortSignal.timeout(5000) })).text();
+  const out: SoakOutcome = { byStatus: {}, upstreamErrors: {}, telemetrySpans: {} };
+  for (const line of text.split('\n')) {
+    const value = Number(line.slice(line.lastIndexOf(' ') + 1));
+    const label = (name: string) => new RegExp(`${name}="([^"]*)"`).exec(line)?.[1] ?? '?';
+    if (line.startsWith('http_server_request_duration_seconds_count{')) {
+      const status = label('http_response_status_code');
+      out.byStatus[status] = (out.byStatus[status] ?? 0) + value;
+    } else if (line.startsWith('gateway_upstream_errors_total{')) {
+      out.upstreamErrors[label('error_type')] = (out.upstreamErrors[label('error_type')] ?? 0) + value;
+    } else if (line.startsWith('gateway_telemetry_spans_total{')) {
+      out.telemetrySpans[label('outcome')] = value;
+    }
+  }
+  return out;
+}
+
+/**
+ * Fault injection for `--soak --faults`: a collector that fails for 10 s every 30 s and an
+ * upstream that disappears for 5 s every 30 s (offset by 15 s), until stopped.
+ */
+function startFaults(ctx: Ctx, sink: Sink): { events: Array<{ t: number; what: string }>; stop(): Promise<void> } {
+  const events: Array<{ t: number; what: string }> = [];
+  const t0 = performance.now();
+  let stopped = false;
+  const note = (what: string) => {
+    events.push({ t: Math.round((performance.now() - t0) / 1000), what });
+    log(`  fault: ${what} at ${events.at(-1)!.t} s`);
+  };
+  const wait = async (ms: number) => {
+    const end = performance.now() + ms;
+    while (!stopped && performance.now() < end) await sleep(Math.min(250, end - performance.now()));
+  };
+  const collector = (async () => {
+    await wait(20_000);
+    while (!stopped) {
+      sink.setFailing(true);
+      note('collector failing (503)');
+      await wait(10_000);
+      sink.setFailing(false);
+      note('collector back');
+      await wait(20_000);
+    }
+  })();
+  const upstream = (async () => {
+    await wait(15_000);
+    while (!stopped) {
+      const port = ctx.upstream.port;
+      await ctx.upstream.close();
+      note('upstream down');
+      await wait(5_000);
+      ctx.upstream = await startUpstream(ctx.tmp, ctx.nodeBin, ctx.benchDir, port);
+      note('upstream back');
+      await wait(25_000);
+    }
+  })();
+  return {
+    events,
+    stop: async () => {
+      stopped = true;
+      sink.setFailing(false);
+      await Promise.allSettled([collector, upstream]);
+    },
+  };
+}
+
+async function soak(
+  def: TargetDef,
+  ctx: Ctx,
+  sink: Sink,
+): Promise<{ samples: SoakSample[]; load: LoadResult; spansPerReq: number; slopeMBPerMin: number | null; faults?: Array<{ t: number; what: string }>; outcome?: SoakOutcome }> {
   // --trace-gc prints one line per GC on stdout (the gateway's own logs go to its log file); the
   // "-> N MB" of a Mark-Compact is the heap after a full GC, read without an inspector or --expose-gc.
   const fullGcs: Array<{ t: number; mb: number }> = [];
@@ -325,11 +408,13 @@ async function soak(def: TargetDef, ctx: Ctx, sink: Sink): Promise<{ samples: So
   const every = Math.max(5, Math.min(30, Math.round(opts.soakSeconds / 20)));
   const samples: SoakSample[] = [];
   log(`  soak: c=${c} for ${opts.soakSeconds} s, a sample every ${every} s\n`);
-  log('| t s | RSS MB | heap after full GC MB | full GCs | heap used MB (/metrics) |');
-  log('|----:|-------:|----------------------:|---------:|------------------------:|');
+  log('| t s | RSS MB | heap after full GC MB | full GCs | heap used MB (/metrics) | open fds |');
+  log('|----:|-------:|----------------------:|---------:|------------------------:|---------:|');
   let load: LoadResult;
   const loadStart = performance.now();
   const loadDone = runLoad(running.url, c, opts.soakSeconds, BENCH);
+  const faults = parsed.faults ? startFaults(ctx, sink) : undefined;
+  let outcome: SoakOutcome | undefined;
   try {
     let lastCount = 0;
     let done = false;
@@ -346,15 +431,19 @@ async function soak(def: TargetDef, ctx: Ctx, sink: Sink): Promise<{ samples: So
         heapAfterGcMB: last ? last.mb : null,
         fullGcs: fullGcs.length - lastCount,
         heapUsedMB: heapUsed === null ? null : heapUsed / MB,
+        fds: readdirSync(`/proc/${running.proc.pid}/fd`).length,
       };
       lastCount = fullGcs.length;
       samples.push(s);
-      log(`| ${s.t} | ${s.rssMB.toFixed(0)} | ${s.heapAfterGcMB?.toFixed(1) ?? '–'} | ${s.fullGcs} | ${s.heapUsedMB?.toFixed(1) ?? '–'} |`);
+      log(`| ${s.t} | ${s.rssMB.toFixed(0)} | ${s.heapAfterGcMB?.toFixed(1) ?? '–'} | ${s.fullGcs} | ${s.heapUsedMB?.toFixed(1) ?? '–'} | ${s.fds} |`);
       // The access log of a long soak would fill the disk; truncating is safe, pino appends (O_APPEND).
       if (running.logFile) truncateSync(running.logFile, 0);
     }
     load = await loadDone;
+    await faults?.stop();
+    if (faults) outcome = await scrapeOutcome(running.port);
   } finally {
+    await faults?.stop();
     await running.stop();
   }
   const counts = sink.counts('t5-soak');
@@ -368,7 +457,7 @@ async function soak(def: TargetDef, ctx: Ctx, sink: Sink): Promise<{ samples: So
     const den = half.reduce((s, g) => s + (g.t - mt) ** 2, 0);
     slopeMBPerMin = den > 0 ? (num / den) * 60 : null;
   }
-  return { samples, load, spansPerReq: counts.spans / (load.requests + 1), slopeMBPerMin };
+  return { samples, load, spansPerReq: counts.spans / (load.requests + 1), slopeMBPerMin, ...(faults ? { faults: faults.events, outcome } : {}) };
 }
 
 function newestProfile(dir: string, since: number): string | undefined {
@@ -420,6 +509,11 @@ async function main(): Promise<void> {
       const r = await soak(defs[0]!, ctx, sink);
       log(`\nsoak done: ${r.load.requests} requests, ${Math.round(r.load.reqPerSec)} req/s, p99 ${r.load.p99Ms.toFixed(2)} ms, ${r.load.errors} errors, ${r.spansPerReq.toFixed(2)} spans/req`);
       log(`heap after full GC, second half: ${r.slopeMBPerMin === null ? 'too few full GCs for a slope' : `${r.slopeMBPerMin >= 0 ? '+' : ''}${r.slopeMBPerMin.toFixed(2)} MB/min`}`);
+      if (r.outcome) {
+        log(`responses by status (gateway /metrics): ${JSON.stringify(r.outcome.byStatus)}`);
+        log(`gateway-generated upstream errors: ${JSON.stringify(r.outcome.upstreamErrors)}; spans: ${JSON.stringify(r.outcome.telemetrySpans)}`);
+        log(`fds: first ${r.samples[0]?.fds ?? '?'}, last ${r.samples.at(-1)?.fds ?? '?'}, max ${Math.max(...r.samples.map((x) => x.fds))}`);
+      }
       writeFileSync(outFile, `${JSON.stringify({ meta, soak: r }, null, 2)}\n`);
       log(`results: ${relative(process.cwd(), outFile)}`);
       return;

@@ -27,6 +27,8 @@ export interface Sink {
   url: string;
   counts(key: string): SinkCounts;
   close(): Promise<void>;
+  /** While on, trace exports are answered 503 (a failing collector, for the soak's fault mode). */
+  setFailing(on: boolean): void;
 }
 
 function emptyCounts(): SinkCounts {
@@ -96,6 +98,7 @@ export function countJsonSpans(text: string): number {
 
 export async function startSink(): Promise<Sink> {
   const byKey = new Map<string, SinkCounts>();
+  let failing = false;
   const server: Server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
@@ -107,6 +110,10 @@ export async function startSink(): Promise<Sink> {
       const reply = () => res.writeHead(200, { 'content-type': json ? 'application/json' : 'application/x-protobuf' }).end(json ? '{}' : '');
       if (!m) {
         res.writeHead(404).end();
+        return;
+      }
+      if (failing && m[2] === 'traces') {
+        res.writeHead(503).end();
         return;
       }
       const key = m[1]!;
@@ -134,6 +141,9 @@ export async function startSink(): Promise<Sink> {
   return {
     url: `http://127.0.0.1:${port}`,
     counts: (key) => ({ ...(byKey.get(key) ?? emptyCounts()) }),
+    setFailing: (on) => {
+      failing = on;
+    },
     close: () =>
       new Promise((resolve) => {
         server.closeAllConnections();

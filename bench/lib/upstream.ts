@@ -46,8 +46,8 @@ http {
 `;
 }
 
-export async function startUpstream(tmp: string, nodeBin: string, benchDir: string): Promise<Upstream> {
-  const port = await freePort();
+export async function startUpstream(tmp: string, nodeBin: string, benchDir: string, fixedPort?: number): Promise<Upstream> {
+  const port = fixedPort ?? (await freePort());
   let proc: Proc;
   let kind: string;
   if (existsSync(NGINX)) {
