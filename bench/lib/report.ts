@@ -1,17 +1,12 @@
 // Tables, medians and ratios for the benchmark results.
+import type { LoadResult } from './load.ts';
 
-export interface Row {
+/** One load window: what wrk measured plus what the bench read from the target. */
+export interface Row extends LoadResult {
   round: number;
   target: number;
   name: string;
   connections: number;
-  requests: number;
-  durationS: number;
-  reqPerSec: number;
-  p50Ms: number;
-  p99Ms: number;
-  errors: number;
-  errorDetail: Record<string, number>;
   /** Target process CPU (utime + stime) over the load window ÷ requests. */
   cpuUsPerReq: number;
   /** The upstream's CPU over the same window ÷ requests (for reference; target 1 is the upstream). */

@@ -17,19 +17,10 @@ import { ROOT_CONTEXT } from '@opentelemetry/api';
 import { Pool } from 'undici';
 import { startTelemetry } from '../telemetry/sdk.js';
 import { failSpan, injectTraceHeaders, startClientSpan } from '../tracing/spans.js';
+import { failWith, numberEnv as envNumber } from './env.js';
 
-function fail(message: string): never {
-  process.stderr.write(`loadgen: ${message}\n`);
-  process.exit(1);
-}
-
-function numberEnv(name: string, fallback: number, min: number, max: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const value = Number(raw);
-  if (!Number.isFinite(value) || value < min || value > max) fail(`${name}=${raw}: must be a number in [${min}, ${max}]`);
-  return value;
-}
+const fail: (message: string) => never = failWith('loadgen');
+const numberEnv = (name: string, fallback: number, min: number, max: number): number => envNumber(name, fallback, min, max, fail);
 
 // Settled before the SDK starts, which reads it once.
 if (!process.env.OTEL_SERVICE_NAME || process.env.OTEL_SERVICE_NAME === 'tracing-gateway') process.env.OTEL_SERVICE_NAME = 'loadgen';

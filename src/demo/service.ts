@@ -28,19 +28,10 @@ import { metrics, SpanStatusCode, type Context, type Span } from '@opentelemetry
 import { Pool } from 'undici';
 import { startTelemetry } from '../telemetry/sdk.js';
 import { failSpan, injectTraceHeaders, normalizeMethod, startClientSpan, startServerSpan } from '../tracing/spans.js';
+import { failWith, numberEnv as envNumber } from './env.js';
 
-function fail(message: string): never {
-  process.stderr.write(`demo-service: ${message}\n`);
-  process.exit(1);
-}
-
-function numberEnv(name: string, fallback: number, min: number, max: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const value = Number(raw);
-  if (!Number.isFinite(value) || value < min || value > max) fail(`${name}=${raw}: must be a number in [${min}, ${max}]`);
-  return value;
-}
+const fail: (message: string) => never = failWith('demo-service');
+const numberEnv = (name: string, fallback: number, min: number, max: number): number => envNumber(name, fallback, min, max, fail);
 
 // The SDK reads OTEL_SERVICE_NAME when it starts, so the name is settled before starting it.
 const serviceName = process.env.OTEL_SERVICE_NAME ?? process.env.SERVICE_NAME;

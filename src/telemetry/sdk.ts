@@ -66,7 +66,6 @@ export function startTelemetry(env: NodeJS.ProcessEnv = process.env): Telemetry 
   const warnings: string[] = [];
   const prometheus = new PrometheusExporter({ preventServerStart: true, withoutScopeInfo: true });
   const { exporter, target } = spanExporterFromEnv(env);
-  // Export is batched off the request path; OTEL_BSP_* tune the queue.
   // Export is batched off the request path; OTEL_BSP_* tune the queue, which is bounded.
   const exportProcessor = exporter
     ? new MonitoredSpanProcessor(exporter, {
