@@ -1,6 +1,7 @@
 import type { TextMapPropagator } from '@opentelemetry/api';
 import { CompositePropagator, W3CBaggagePropagator } from '@opentelemetry/core';
 import { B3InjectEncoding, B3Propagator } from '@opentelemetry/propagator-b3';
+import { JaegerPropagator } from '@opentelemetry/propagator-jaeger';
 import { W3CTraceContextPropagator } from './w3c-propagator.js';
 
 /**
@@ -26,9 +27,11 @@ export function propagatorFromEnv(value: string | undefined, warn: (message: str
       case 'b3multi':
         propagators.push(new B3Propagator({ injectEncoding: B3InjectEncoding.MULTI_HEADER }));
         break;
+      case 'jaeger':
+        propagators.push(new JaegerPropagator());
+        break;
       default:
-        // `jaeger` and `xray` are not bundled: the official Jaeger propagator has no release for API 1.10.
-        warn(`OTEL_PROPAGATORS: "${name}" is not supported by the gateway (supported: tracecontext, baggage, b3, b3multi, none)`);
+        warn(`OTEL_PROPAGATORS: "${name}" is not supported by the gateway (supported: tracecontext, baggage, b3, b3multi, jaeger, none)`);
     }
   }
   return propagators.length === 1 ? propagators[0]! : new CompositePropagator({ propagators });

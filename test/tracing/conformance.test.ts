@@ -181,10 +181,10 @@ describe('property: whatever the inbound headers', () => {
 });
 
 describe('OTEL_PROPAGATORS', () => {
-  it('adds B3 on request (opt-in) while keeping exactly one traceparent, and names unsupported ones at start-up', async () => {
-    const b3 = await startGateway(configFor([{ name: 'svc', prefix: '/svc', url: upstream.url }]), { OTEL_PROPAGATORS: 'tracecontext,baggage,b3multi,jaeger' });
+  it('adds B3 and Jaeger on request (opt-in) while keeping exactly one traceparent, and names unsupported ones at start-up', async () => {
+    const b3 = await startGateway(configFor([{ name: 'svc', prefix: '/svc', url: upstream.url }]), { OTEL_PROPAGATORS: 'tracecontext,baggage,b3multi,jaeger,xray' });
     try {
-      const warning = await b3.waitForLog((l) => l.level === 'warn' && String(l.msg).includes('"jaeger" is not supported'));
+      const warning = await b3.waitForLog((l) => l.level === 'warn' && String(l.msg).includes('"xray" is not supported'));
       expect(warning).toBeDefined();
       // A caller that only speaks B3 multi-header has its trace continued.
       const res = await rawRequest(b3.port, '/svc/b3', ['X-Request-ID: b3-in', `X-B3-TraceId: ${T}`, `X-B3-SpanId: ${P}`, 'X-B3-Sampled: 1']);
@@ -194,6 +194,13 @@ describe('OTEL_PROPAGATORS', () => {
       expect(out.traceId).toBe(T);
       expect(rawHeaderValues(up, 'x-b3-traceid')).toEqual([T]);
       expect(rawHeaderValues(up, 'x-b3-spanid')).toEqual([out.parentId]);
+      // Jaeger: exactly one uber-trace-id, naming the same client span.
+      const uber = rawHeaderValues(up, 'uber-trace-id');
+      expect(uber).toHaveLength(1);
+      expect(uber[0]).toMatch(new RegExp(`^${T}:${out.parentId}:0:0?1$`));
+      // A caller that only speaks Jaeger has its trace continued too.
+      const jres = await rawRequest(b3.port, '/svc/jaeger', ['X-Request-ID: jaeger-in', `uber-trace-id: ${T}:${P}:0:1`]);
+      expect(jres.headers['x-trace-id']).toBe(T);
     } finally {
       await b3.stop();
     }
