@@ -73,16 +73,7 @@ export function spawnNode(script: string, env: Record<string, string>): Child {
     stdout: () => out,
     stderr: () => err,
     exited,
-    async stop() {
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill('SIGTERM');
-        const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
-        const code = await exited;
-        clearTimeout(timer);
-        return code;
-      }
-      return exited;
-    },
+    stop: () => stopProcess(child, exited),
   };
 }
 
@@ -273,15 +264,14 @@ export async function startPrometheus(configFile: string, dataDir: string, port:
       });
       return (await res.json()) as PromResult;
     },
-    async stop() {
-      if (child.exitCode === null) {
-        child.kill('SIGTERM');
-        const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
-        const code = await exited;
-        clearTimeout(timer);
-        return code;
-      }
-      return exited;
-    },
+    stop: () => stopProcess(child, exited),
   };
+}
+
+/** SIGTERM, then SIGKILL after 5 s; resolves with the exit code. */
+function stopProcess(child: ChildProcess, exited: Promise<number | null>): Promise<number | null> {
+  if (child.exitCode !== null || child.signalCode !== null) return exited;
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
+  return exited.finally(() => clearTimeout(timer));
 }
