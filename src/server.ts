@@ -8,16 +8,16 @@ import { metricsRoute } from './admin/metrics.js';
 import { RESERVED_PREFIXES, type GatewayConfig } from './config/schema.js';
 import { RequestContext, currentRequest, requestStorage } from './context/request-context.js';
 import { resolveRequestId } from './context/request-id.js';
+import { AccessLog } from './logging/access-log.js';
 import type { Logger } from './logging/logger.js';
 import { writeJsonError } from './proxy/errors.js';
-import { EXPOSED_RESPONSE_HEADERS } from './proxy/headers.js';
+import { traceResponseHeaders } from './proxy/headers.js';
 import { normalizePath } from './proxy/path.js';
 import { RouteTable, type ProxyRoute } from './proxy/routes.js';
 import { closeUpstreams, createUpstreams } from './proxy/upstreams.js';
 import { GatewayInstruments } from './telemetry/instruments.js';
 import { telemetry } from './telemetry/sdk.js';
 import { normalizeMethod, redactQuery, startServerSpan } from './tracing/spans.js';
-import { formatTraceparent } from './tracing/w3c-propagator.js';
 
 export const VERSION: string = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -49,6 +49,7 @@ export interface Gateway {
 
 export function buildGateway(config: GatewayConfig, logger: Logger): Gateway {
   const instruments = new GatewayInstruments();
+  const accessLog = new AccessLog(logger);
   const upstreams = createUpstreams(config.upstreams, (upstream, from, to, failures) => {
     const line = { upstream, circuit_from: from, circuit_to: to, consecutive_failures: failures };
     if (to === 'open') logger.warn(line, `circuit for upstream "${upstream}" opened: answering 503 until a trial request succeeds`);
@@ -83,24 +84,21 @@ export function buildGateway(config: GatewayConfig, logger: Logger): Gateway {
     }
     span.end();
 
-    logger.info(
-      {
-        ...ctx.log,
-        method: ctx.method,
-        path: ctx.path.length > MAX_LOGGED_PATH ? `${ctx.path.slice(0, MAX_LOGGED_PATH)}…` : ctx.path,
-        route: ctx.route?.name,
-        status,
-        duration_ms: Math.round(durationMs * 1000) / 1000,
-        upstream: ctx.route?.upstream,
-        upstream_status: ctx.upstreamStatus || undefined,
-        error_type: ctx.errorType,
-        bytes_in: ctx.bytesIn,
-        bytes_out: ctx.bytesOut,
-        client_address: ctx.clientAddress,
-        sampled: ctx.sampled,
-      },
-      'request completed',
-    );
+    accessLog.write({
+      log: ctx.log,
+      method: ctx.method,
+      path: ctx.path.length > MAX_LOGGED_PATH ? `${ctx.path.slice(0, MAX_LOGGED_PATH)}…` : ctx.path,
+      route: ctx.route?.name,
+      status,
+      duration_ms: Math.round(durationMs * 1000) / 1000,
+      upstream: ctx.route?.upstream,
+      upstream_status: ctx.upstreamStatus || undefined,
+      error_type: ctx.errorType,
+      bytes_in: ctx.bytesIn,
+      bytes_out: ctx.bytesOut,
+      client_address: ctx.clientAddress,
+      sampled: ctx.sampled,
+    });
   }
 
   /** A bug in the proxy path must still end in a JSON 500 with the trace ID, never a hung socket. */
@@ -110,7 +108,7 @@ export function buildGateway(config: GatewayConfig, logger: Logger): Gateway {
     } catch (err) {
       logger.error({ err }, 'request failed inside the gateway');
       if (res.headersSent) res.destroy(err as Error);
-      else writeJsonError(res, 500, { error: 'internal_error', message: 'the gateway failed to handle the request', traceId: ctx.traceId, requestId: ctx.requestId });
+      else writeJsonError(res, 500, { error: 'internal_error', message: 'the gateway failed to handle the request', traceId: ctx.traceId, requestId: ctx.requestId }, traceResponseHeaders(ctx));
     }
   }
 
@@ -161,10 +159,6 @@ export function buildGateway(config: GatewayConfig, logger: Logger): Gateway {
         });
         const ctx = new RequestContext(requestId, method, path, span, context, traceFlags, performance.now());
         ctx.clientAddress = req.socket.remoteAddress;
-        res.setHeader('x-trace-id', ctx.traceId);
-        res.setHeader('x-request-id', requestId);
-        res.setHeader('traceresponse', formatTraceparent(ctx.traceId, ctx.spanId, traceFlags));
-        res.setHeader('access-control-expose-headers', EXPOSED_RESPONSE_HEADERS);
         res[kContext] = ctx;
         res.once('close', onResponseClose);
         instruments.activeRequests++;
@@ -176,14 +170,20 @@ export function buildGateway(config: GatewayConfig, logger: Logger): Gateway {
               ? TOO_MANY_HEADERS
               : undefined;
         if (refusal !== undefined) {
-          res.setHeader('connection', 'close');
-          requestStorage.run(ctx, writeJsonError, res, refusal.status, { error: refusal.error, message: refusal.message, traceId: ctx.traceId, requestId });
+          const headers = ['connection', 'close', ...traceResponseHeaders(ctx)];
+          requestStorage.run(ctx, writeJsonError, res, refusal.status, { error: refusal.error, message: refusal.message, traceId: ctx.traceId, requestId }, headers);
           return;
         }
-        // Proxied routes are matched here and go straight to undici; Fastify answers the rest
-        // (reserved paths above, 404s, framework-level errors).
-        if (route === undefined) requestStorage.run(ctx, fastifyHandler, req, res);
-        else requestStorage.run(ctx, proxyOrFail, route, ctx, req, res);
+        // Proxied routes are matched here and go straight to undici, which writes the trace headers
+        // with the upstream's in one writeHead; Fastify answers the rest (reserved paths above,
+        // 404s, framework-level errors), so those responses get them set in advance.
+        if (route === undefined) {
+          const headers = traceResponseHeaders(ctx);
+          for (let i = 0; i < headers.length; i += 2) res.setHeader(headers[i]!, headers[i + 1]!);
+          requestStorage.run(ctx, fastifyHandler, req, res);
+        } else {
+          requestStorage.run(ctx, proxyOrFail, route, ctx, req, res);
+        }
       });
     },
   });

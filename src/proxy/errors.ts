@@ -42,14 +42,12 @@ export interface ErrorBody {
   requestId: string | undefined;
 }
 
-/** Writes the JSON error body every gateway-generated error carries. */
-export function writeJsonError(res: ServerResponse, status: number, body: ErrorBody, extraHeaders?: Record<string, string>): void {
+/**
+ * Writes the JSON error body every gateway-generated error carries. `headers` is a flat
+ * `[name, value, …]` list (the trace headers, Retry-After, …) written along with the body's own.
+ */
+export function writeJsonError(res: ServerResponse, status: number, body: ErrorBody, headers: readonly string[] = []): void {
   const payload = JSON.stringify(body);
-  res.writeHead(status, {
-    ...extraHeaders,
-    'content-type': 'application/json; charset=utf-8',
-    'content-length': Buffer.byteLength(payload),
-    'cache-control': 'no-store',
-  });
+  res.writeHead(status, [...headers, 'content-type', 'application/json; charset=utf-8', 'content-length', String(Buffer.byteLength(payload)), 'cache-control', 'no-store']);
   res.end(payload);
 }

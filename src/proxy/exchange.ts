@@ -10,7 +10,7 @@ import type { GatewayInstruments } from '../telemetry/instruments.js';
 import { failSpan, injectTraceHeaders, startClientSpan } from '../tracing/spans.js';
 import type { RetryBudget } from './circuit-breaker.js';
 import { classifyUpstreamError, failureResponse, writeJsonError, type UpstreamFailure } from './errors.js';
-import { clientResponseHeaders, upstreamRequestHeaders } from './headers.js';
+import { clientResponseHeaders, traceResponseHeaders, upstreamRequestHeaders } from './headers.js';
 import type { Upstream } from './upstreams.js';
 
 class ClientAbortedError extends Error {
@@ -94,7 +94,7 @@ export class UpstreamExchange {
       ctx.errorType = 'circuit_open';
       failSpan(ctx.span, 'circuit_open', undefined, message);
       deps.instruments.upstreamErrors.add(1, { 'gateway.upstream': route.upstream.name, 'error.type': 'circuit_open' });
-      writeJsonError(this.res, 503, { error: 'upstream_circuit_open', message, traceId: ctx.traceId, requestId: ctx.requestId }, { 'retry-after': String(Math.max(1, retryAfter)) });
+      writeJsonError(this.res, 503, { error: 'upstream_circuit_open', message, traceId: ctx.traceId, requestId: ctx.requestId }, ['retry-after', String(Math.max(1, retryAfter)), ...traceResponseHeaders(ctx)]);
       return;
     }
     ctx.exchange = this;
@@ -160,7 +160,7 @@ export class UpstreamExchange {
     );
     if (!res.headersSent) {
       failSpan(ctx.span, kind, err, failure.message);
-      writeJsonError(res, failure.status, { error: failure.error, message: failure.message, traceId: ctx.traceId, requestId: ctx.requestId });
+      writeJsonError(res, failure.status, { error: failure.error, message: failure.message, traceId: ctx.traceId, requestId: ctx.requestId }, traceResponseHeaders(ctx));
     } else {
       // Part of the response is already on the wire: the only honest signal left is a cut connection.
       failSpan(ctx.span, kind, err, `response truncated: ${failure.message}`);
@@ -261,7 +261,7 @@ class Attempt implements Dispatcher.DispatchHandler {
     exchange.ctx.upstreamStatus = statusCode;
     // Undici calls back in the async context of whichever request opened the socket; re-enter this one.
     if (exchange.deps.logger.isLevelEnabled('debug')) requestStorage.run(exchange.ctx, this.logResponseStart, statusCode, headers);
-    exchange.res.writeHead(statusCode, clientResponseHeaders(headers));
+    exchange.res.writeHead(statusCode, clientResponseHeaders(headers, exchange.ctx));
   }
 
   private readonly logResponseStart = (statusCode: number, headers: IncomingHttpHeaders): void => {

@@ -1,4 +1,5 @@
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
+import { formatTraceparent } from '../tracing/w3c-propagator.js';
 
 /** RFC 9110 §7.6.1 hop-by-hop fields, plus the legacy Proxy-Connection. */
 const HOP_BY_HOP = new Set([
@@ -95,17 +96,44 @@ export function upstreamRequestHeaders(req: IncomingMessage, info: ForwardingInf
   return out;
 }
 
-/** The end-to-end response headers to pass back to the client. */
-export function clientResponseHeaders(upstream: IncomingHttpHeaders): Record<string, string | string[]> {
+/** What the trace response headers are made of (a RequestContext has them all). */
+export interface TraceIds {
+  traceId: string;
+  spanId: string;
+  requestId: string;
+  traceFlags: number;
+}
+
+/**
+ * The headers every response to a traced request carries, as a flat `[name, value, …]` list:
+ * writeHead takes it as is, without the per-field bookkeeping of setHeader.
+ */
+export function traceResponseHeaders(ids: TraceIds, exposeHeaders = true): string[] {
+  const out = ['x-trace-id', ids.traceId, 'x-request-id', ids.requestId, 'traceresponse', formatTraceparent(ids.traceId, ids.spanId, ids.traceFlags)];
+  if (exposeHeaders) out.push('access-control-expose-headers', EXPOSED_RESPONSE_HEADERS);
+  return out;
+}
+
+/** The end-to-end response headers to pass back to the client, followed by the trace headers. */
+export function clientResponseHeaders(upstream: IncomingHttpHeaders, ids: TraceIds): string[] {
   const listed = connectionListed(upstream.connection);
-  const out: Record<string, string | string[]> = {};
+  const out: string[] = [];
+  let exposed = false;
   for (const name in upstream) {
     if (HOP_BY_HOP.has(name) || REPLACED_ON_RESPONSE.has(name)) continue;
     if (listed !== undefined && listed.has(name)) continue;
     const value = upstream[name];
-    if (value !== undefined) out[name] = value;
+    if (value === undefined) continue;
+    if (name === 'access-control-expose-headers') {
+      out.push(name, `${String(value)}, ${EXPOSED_RESPONSE_HEADERS}`);
+      exposed = true;
+    } else if (typeof value === 'string') {
+      out.push(name, value);
+    } else {
+      for (const v of value) out.push(name, v);
+    }
   }
-  const expose = out['access-control-expose-headers'];
-  if (expose !== undefined) out['access-control-expose-headers'] = `${String(expose)}, ${EXPOSED_RESPONSE_HEADERS}`;
+  const trace = traceResponseHeaders(ids, !exposed);
+  for (let i = 0; i < trace.length; i++) out.push(trace[i]!);
   return out;
 }

@@ -4,6 +4,7 @@ import type { GatewayConfig, RouteConfig } from '../config/schema.js';
 import type { Attributes } from '@opentelemetry/api';
 import type { RequestContext } from '../context/request-context.js';
 import { writeJsonError } from './errors.js';
+import { traceResponseHeaders } from './headers.js';
 import { RetryBudget } from './circuit-breaker.js';
 import { UpstreamExchange, type ExchangeDeps, type RouteRuntime } from './exchange.js';
 import type { Upstream } from './upstreams.js';
@@ -45,7 +46,7 @@ function proxyRoute(route: RouteConfig, upstream: Upstream, deps: ExchangeDeps):
         res,
         405,
         { error: 'method_not_allowed', message: `${req.method} is not allowed on route "${route.name}" (allowed: ${allowHeader})`, traceId: ctx.traceId, requestId: ctx.requestId },
-        { allow: allowHeader },
+        ['allow', allowHeader, ...traceResponseHeaders(ctx)],
       );
       return;
     }
@@ -55,7 +56,7 @@ function proxyRoute(route: RouteConfig, upstream: Upstream, deps: ExchangeDeps):
         res,
         413,
         { error: 'payload_too_large', message: `request body exceeds the route's limit of ${maxBody} bytes`, traceId: ctx.traceId, requestId: ctx.requestId },
-        { connection: 'close' },
+        ['connection', 'close', ...traceResponseHeaders(ctx)],
       );
       return;
     }
