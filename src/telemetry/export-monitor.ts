@@ -144,9 +144,11 @@ class ObservedExporter implements SpanExporter {
   ) {}
 
   export(spans: ReadableSpan[], resultCallback: (result: ExportResult) => void): void {
-    this.monitor.taken(spans.length);
+    const count = spans.length;
+    this.monitor.taken(count);
+    // The callback keeps only the count: the spans themselves can be collected once encoded.
     this.inner.export(spans, (result) => {
-      this.monitor.exported(spans.length, result);
+      this.monitor.exported(count, result);
       resultCallback(result);
     });
   }

@@ -9,6 +9,7 @@ import { ConsoleSpanExporter, NoopSpanProcessor, type SpanExporter, type SpanPro
 import { MonitoredSpanProcessor, type ExportLogger } from './export-monitor.js';
 import { TraceStore } from '../lookup/store.js';
 import { propagatorFromEnv } from '../tracing/propagators.js';
+import { exportThreadAvailable, ThreadedSpanExporter } from './threaded-exporter.js';
 import { prometheusViews } from './views.js';
 
 export interface Telemetry {
@@ -48,9 +49,12 @@ function spanExporterFromEnv(env: NodeJS.ProcessEnv): { exporter?: SpanExporter;
   if (exporters.length === 0 && !endpoint) return { target: 'none (set OTEL_EXPORTER_OTLP_ENDPOINT to export spans)' };
   const protocol = (env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL || env.OTEL_EXPORTER_OTLP_PROTOCOL || 'http/protobuf').trim();
   const where = endpoint ?? 'http://localhost:4318';
-  if (protocol === 'http/json') return { exporter: new OTLPJsonTraceExporter(), target: `otlp http/json → ${where}` };
-  if (protocol !== 'http/protobuf') diag.warn(`OTLP traces protocol "${protocol}" is not supported by the gateway; using http/protobuf`);
-  return { exporter: new OTLPProtoTraceExporter(), target: `otlp http/protobuf → ${where}` };
+  const wire = protocol === 'http/json' ? 'http/json' : 'http/protobuf';
+  if (protocol !== wire) diag.warn(`OTLP traces protocol "${protocol}" is not supported by the gateway; using http/protobuf`);
+  // Serialising and sending run on their own thread, off the request path (unless the sources
+  // are run uncompiled, where the thread's module does not exist).
+  if (exportThreadAvailable()) return { exporter: new ThreadedSpanExporter(wire), target: `otlp ${wire} → ${where} (export thread)` };
+  return { exporter: wire === 'http/json' ? new OTLPJsonTraceExporter() : new OTLPProtoTraceExporter(), target: `otlp ${wire} → ${where}` };
 }
 
 /**

@@ -1,0 +1,94 @@
+import { SpanKind, SpanStatusCode, ROOT_CONTEXT, trace, type Tracer } from '@opentelemetry/api';
+import { TraceState } from '@opentelemetry/core';
+import { JsonTraceSerializer, ProtobufTraceSerializer } from '@opentelemetry/otlp-transformer';
+import { resourceFromAttributes } from '@opentelemetry/resources';
+import { InMemorySpanExporter, SimpleSpanProcessor, TracerProvider, type ReadableSpan } from '@opentelemetry/sdk-trace';
+import { describe, expect, it } from 'vitest';
+import { SpanWireDecoder, SpanWireEncoder } from '../../src/telemetry/span-wire.js';
+
+/** Real SDK spans covering every field the OTLP serialisers read. */
+function makeSpans(): { spans: ReadableSpan[]; provider: TracerProvider } {
+  const memory = new InMemorySpanExporter();
+  const provider = new TracerProvider({
+    resource: resourceFromAttributes({ 'service.name': 'gw', 'deployment.environment.name': 'test', 'host.cores': 2 }),
+    spanProcessors: [new SimpleSpanProcessor({ exporter: memory })],
+  });
+  const tracer: Tracer = provider.getTracer('tracing-gateway', '1.2.3', { schemaUrl: 'https://opentelemetry.io/schemas/1.30.0' });
+  const other = provider.getTracer('another-scope');
+  const remoteParent = trace.setSpanContext(ROOT_CONTEXT, {
+    traceId: '0af7651916cd43dd8448eb211c80319c',
+    spanId: 'b7ad6b7169203331',
+    traceFlags: 1,
+    isRemote: true,
+    traceState: new TraceState('congo=t61rcWkgMzE,rojo=00f067aa0ba902b7'),
+  });
+  const server = tracer.startSpan(
+    'GET /api/*',
+    {
+      kind: SpanKind.SERVER,
+      attributes: { 'http.request.method': 'GET', 'url.path': '/api/é/\u{1F600}', 'server.port': 8080, 'gateway.flag': true, 'list.s': ['a', 'b'], 'list.n': [1, 2.5] },
+      links: [
+        { context: { traceId: '11111111111111111111111111111111', spanId: '2222222222222222', traceFlags: 0, isRemote: true }, attributes: { 'gateway.link.reason': 'untrusted_inbound_context' } },
+        { context: { traceId: '33333333333333333333333333333333', spanId: '4444444444444444', traceFlags: 1, traceState: new TraceState('a=1') } },
+      ],
+    },
+    remoteParent,
+  );
+  const client = tracer.startSpan('GET', { kind: SpanKind.CLIENT, attributes: { 'url.full': 'http://127.0.0.1:1/x' } }, trace.setSpan(ROOT_CONTEXT, server));
+  client.recordException(Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }));
+  client.addEvent('retry', { attempt: 2 });
+  client.setStatus({ code: SpanStatusCode.ERROR, message: 'upstream refused' });
+  client.end();
+  server.setStatus({ code: SpanStatusCode.OK });
+  server.end();
+  const root = other.startSpan('internal work');
+  root.end();
+  return { spans: memory.getFinishedSpans(), provider };
+}
+
+/** Encode → structured clone (what postMessage does) → decode. */
+function roundTrip(encoder: SpanWireEncoder, decoder: SpanWireDecoder, spans: ReadableSpan[]): ReadableSpan[] {
+  return decoder.decode(structuredClone(encoder.encode(spans)));
+}
+
+describe('span wire format (export thread hand-off)', () => {
+  it('decoded spans serialise to exactly the same OTLP protobuf and JSON as the originals', async () => {
+    const { spans, provider } = makeSpans();
+    expect(spans).toHaveLength(3);
+    const decoded = roundTrip(new SpanWireEncoder(), new SpanWireDecoder(), spans);
+    expect(Buffer.from(ProtobufTraceSerializer.serializeRequest(decoded)!)).toEqual(Buffer.from(ProtobufTraceSerializer.serializeRequest(spans)!));
+    expect(new TextDecoder().decode(JsonTraceSerializer.serializeRequest(decoded)!)).toBe(new TextDecoder().decode(JsonTraceSerializer.serializeRequest(spans)!));
+    await provider.shutdown();
+  });
+
+  it('sends resources and scopes once per channel and still decodes later batches', async () => {
+    const encoder = new SpanWireEncoder();
+    const decoder = new SpanWireDecoder();
+    const { spans, provider } = makeSpans();
+    const first = encoder.encode(spans);
+    expect(first.resources).toHaveLength(1);
+    expect(first.scopes).toHaveLength(2);
+    decoder.decode(structuredClone(first));
+    const second = encoder.encode(spans);
+    expect(second.resources).toHaveLength(0);
+    expect(second.scopes).toHaveLength(0);
+    const decoded = decoder.decode(structuredClone(second));
+    expect(Buffer.from(ProtobufTraceSerializer.serializeRequest(decoded)!)).toEqual(Buffer.from(ProtobufTraceSerializer.serializeRequest(spans)!));
+    // Spans of one resource and scope are grouped together, as the originals are.
+    expect(decoded[0]!.resource).toBe(decoded[1]!.resource);
+    expect(decoded[0]!.instrumentationScope).toBe(decoded[1]!.instrumentationScope);
+    await provider.shutdown();
+  });
+
+  it('keeps attribute values as their types (numbers, booleans, arrays) and the remote-parent flag', async () => {
+    const { spans, provider } = makeSpans();
+    const [client, server] = roundTrip(new SpanWireEncoder(), new SpanWireDecoder(), spans);
+    expect(server!.attributes).toEqual(spans[1]!.attributes);
+    expect(server!.parentSpanContext).toMatchObject({ spanId: 'b7ad6b7169203331', isRemote: true });
+    expect(server!.spanContext().traceState?.serialize()).toBe('congo=t61rcWkgMzE,rojo=00f067aa0ba902b7');
+    expect(client!.events.map((e) => e.name)).toEqual(['exception', 'retry']);
+    expect(client!.status).toEqual({ code: SpanStatusCode.ERROR, message: 'upstream refused' });
+    expect(client!.duration).toEqual(spans[0]!.duration);
+    await provider.shutdown();
+  });
+});
