@@ -94,6 +94,7 @@ let stopping = false;
 async function shutdown(signal: string): Promise<void> {
   if (stopping) {
     logger.warn({ signal }, 'second signal: exiting at once');
+    gateway.flushAccessLog();
     logger.flush();
     process.exit(1);
   }

@@ -45,6 +45,8 @@ export interface Gateway {
   listen(): Promise<{ host: string; port: number }>;
   /** Stops accepting, lets in-flight requests finish (up to shutdown.graceMs), closes upstream pools. */
   close(): Promise<void>;
+  /** Hands access-log lines still waiting for the end of the event-loop turn to the logger. */
+  flushAccessLog(): void;
 }
 
 export function buildGateway(config: GatewayConfig, logger: Logger): Gateway {
@@ -73,7 +75,7 @@ export function buildGateway(config: GatewayConfig, logger: Logger): Gateway {
     const status = completed ? this.statusCode : 499;
     const durationMs = performance.now() - ctx.startTime;
     instruments.activeRequests--;
-    instruments.serverDuration.record(durationMs / 1000, instruments.serverAttributes(ctx.method, ctx.routeTemplate, status));
+    instruments.serverSeries(ctx.method, ctx.routeTemplate, status).record(durationMs / 1000);
 
     const span = ctx.span;
     if (completed) span.setAttribute('http.response.status_code', status);
@@ -247,6 +249,8 @@ export function buildGateway(config: GatewayConfig, logger: Logger): Gateway {
       await app.close();
       clearTimeout(grace);
       await closeUpstreams(upstreams);
+      accessLog.flush();
     },
+    flushAccessLog: accessLog.flush,
   };
 }

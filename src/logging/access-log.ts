@@ -31,7 +31,12 @@ const str = JSON.stringify;
  * redaction pass, a type check per field) is the largest logging cost on the proxy path, so this
  * fixed shape is encoded directly and written to the logger's own destination. The result is
  * byte for byte the line `logger.info({ ...log, method, ... }, 'request completed')` writes with
- * the gateway's pino options (test/logging/access-log.test.ts compares the two).
+ * the gateway's pino options (test/logging/access-log-encoder.test.ts compares the two).
+ *
+ * Lines are handed to the destination once per event-loop turn, not one by one: pino's
+ * destination measures the byte length of everything still waiting on each write, which grows
+ * while a file write is in flight. A line can therefore follow another request's line that was
+ * written a moment later; each carries its own time. `flush()` writes what is waiting (shutdown).
  */
 export class AccessLog {
   private readonly logger: Logger;
@@ -41,6 +46,8 @@ export class AccessLog {
   private readonly levelLabel: string;
   private lastMs = -1;
   private lastTime = '';
+  private pending = '';
+  private scheduled = false;
 
   constructor(logger: Logger) {
     const internals = logger as unknown as PinoInternals;
@@ -72,6 +79,19 @@ export class AccessLog {
     line += `,"bytes_in":${r.bytes_in},"bytes_out":${r.bytes_out}`;
     if (r.client_address !== undefined) line += `,"client_address":${str(r.client_address)}`;
     line += `,"sampled":${r.sampled},"msg":"${ACCESS_MESSAGE}"}\n`;
-    this.stream.write(line);
+    this.pending += line;
+    if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(this.flush);
+    }
   }
+
+  /** Hands the waiting lines to the destination (which writes them asynchronously). */
+  readonly flush = (): void => {
+    this.scheduled = false;
+    if (this.pending === '') return;
+    const lines = this.pending;
+    this.pending = '';
+    this.stream.write(lines);
+  };
 }

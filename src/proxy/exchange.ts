@@ -330,7 +330,7 @@ class Attempt implements Dispatcher.DispatchHandler {
       if (status >= 400) failSpan(span, String(status), undefined, `upstream answered ${status}`);
       upstream.breaker.onSuccess();
     }
-    deps.instruments.clientDuration.record(seconds, deps.instruments.clientAttributes(upstream.name, ctx.method, status, outcome));
+    deps.instruments.clientSeries(upstream.name, ctx.method, status, outcome).record(seconds);
     span.end();
   }
 }

@@ -1,4 +1,5 @@
-import { metrics, type Attributes, type Histogram, type Counter } from '@opentelemetry/api';
+import { metrics, type Attributes, type Counter } from '@opentelemetry/api';
+import { gatewayMetrics, type FastHistogram, type HistogramSeries } from './histograms.js';
 
 /**
  * The gateway's own instruments. Names and attributes follow the stable HTTP semantic
@@ -7,35 +8,34 @@ import { metrics, type Attributes, type Histogram, type Counter } from '@opentel
  * number of series cannot grow with traffic.
  */
 export class GatewayInstruments {
-  readonly serverDuration: Histogram;
+  /** Exposed as http_server_request_duration_seconds (the Prometheus name of the semconv metric). */
+  private readonly serverDuration: FastHistogram;
   /** In-flight requests; read by an observable instrument at collection time, not recorded per request. */
   activeRequests = 0;
-  readonly clientDuration: Histogram;
+  private readonly clientDuration: FastHistogram;
   readonly upstreamErrors: Counter;
   readonly retries: Counter;
   /**
-   * Attribute objects are reused per (route, method, status) and (upstream, method, status,
-   * outcome): nested maps keyed by the parts, so a record allocates nothing.
+   * Histogram series per (route, method, status) and (upstream, method, status, outcome): nested
+   * maps keyed by the parts, so a record neither allocates nor hashes.
    */
-  private readonly serverAttrCache = new Map<string | undefined, Map<string, Map<number, Attributes>>>();
-  private readonly clientAttrCache = new Map<string, Map<string, Map<number, Map<string, Attributes>>>>();
+  private readonly serverSeriesCache = new Map<string | undefined, Map<string, Map<number, HistogramSeries>>>();
+  private readonly clientSeriesCache = new Map<string, Map<string, Map<number, Map<string, HistogramSeries>>>>();
 
   constructor() {
     const meter = metrics.getMeter('tracing-gateway');
-    this.serverDuration = meter.createHistogram('http.server.request.duration', {
-      unit: 's',
-      description: 'Duration of HTTP server requests handled by the gateway.',
-    });
+    this.serverDuration = gatewayMetrics.histogram('http.server.request.duration_seconds', 'Duration of HTTP server requests handled by the gateway.', 's');
     meter
       .createObservableUpDownCounter('http.server.active_requests', {
         unit: '{request}',
         description: 'Number of HTTP server requests in flight.',
       })
       .addCallback((result) => result.observe(this.activeRequests));
-    this.clientDuration = meter.createHistogram('http.client.request.duration', {
-      unit: 's',
-      description: 'Duration of requests from the gateway to its upstreams, by upstream and outcome.',
-    });
+    this.clientDuration = gatewayMetrics.histogram(
+      'http.client.request.duration_seconds',
+      'Duration of requests from the gateway to its upstreams, by upstream and outcome.',
+      's',
+    );
     this.upstreamErrors = meter.createCounter('gateway.upstream.errors', {
       unit: '{error}',
       description: 'Failed upstream requests by upstream and kind (connect, timeout, reset, 5xx, circuit_open).',
@@ -60,30 +60,32 @@ export class GatewayInstruments {
       .addCallback((result) => result.observe(process.memoryUsage.rss(), rssAttrs));
   }
 
-  serverAttributes(method: string, route: string | undefined, status: number): Attributes {
-    const byMethod = getOrCreate(this.serverAttrCache, route, newMap<string, Map<number, Attributes>>);
-    const byStatus = getOrCreate(byMethod, method, newMap<number, Attributes>);
-    let attrs = byStatus.get(status);
-    if (attrs === undefined) {
-      attrs = { 'http.request.method': method, 'http.response.status_code': status };
+  /** The http.server.request.duration series to record a finished request into. */
+  serverSeries(method: string, route: string | undefined, status: number): HistogramSeries {
+    const byMethod = getOrCreate(this.serverSeriesCache, route, newMap<string, Map<number, HistogramSeries>>);
+    const byStatus = getOrCreate(byMethod, method, newMap<number, HistogramSeries>);
+    let series = byStatus.get(status);
+    if (series === undefined) {
+      const attrs: Attributes = { 'http.request.method': method, 'http.response.status_code': status };
       // Unmatched paths have no route; they share the series without an http.route label.
       if (route !== undefined) attrs['http.route'] = route;
-      byStatus.set(status, attrs);
+      byStatus.set(status, (series = this.serverDuration.newSeries(attrs)));
     }
-    return attrs;
+    return series;
   }
 
-  clientAttributes(upstream: string, method: string, status: number, outcome: string): Attributes {
-    const byMethod = getOrCreate(this.clientAttrCache, upstream, newMap<string, Map<number, Map<string, Attributes>>>);
-    const byStatus = getOrCreate(byMethod, method, newMap<number, Map<string, Attributes>>);
-    const byOutcome = getOrCreate(byStatus, status, newMap<string, Attributes>);
-    let attrs = byOutcome.get(outcome);
-    if (attrs === undefined) {
-      attrs = { 'gateway.upstream': upstream, 'http.request.method': method, outcome };
+  /** The http.client.request.duration series for one upstream try. */
+  clientSeries(upstream: string, method: string, status: number, outcome: string): HistogramSeries {
+    const byMethod = getOrCreate(this.clientSeriesCache, upstream, newMap<string, Map<number, Map<string, HistogramSeries>>>);
+    const byStatus = getOrCreate(byMethod, method, newMap<number, Map<string, HistogramSeries>>);
+    const byOutcome = getOrCreate(byStatus, status, newMap<string, HistogramSeries>);
+    let series = byOutcome.get(outcome);
+    if (series === undefined) {
+      const attrs: Attributes = { 'gateway.upstream': upstream, 'http.request.method': method, outcome };
       if (status > 0) attrs['http.response.status_code'] = status;
-      byOutcome.set(outcome, attrs);
+      byOutcome.set(outcome, (series = this.clientDuration.newSeries(attrs)));
     }
-    return attrs;
+    return series;
   }
 }
 

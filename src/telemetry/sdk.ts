@@ -10,6 +10,7 @@ import { MonitoredSpanProcessor, type ExportLogger } from './export-monitor.js';
 import { TraceStore } from '../lookup/store.js';
 import { propagatorFromEnv } from '../tracing/propagators.js';
 import { exportThreadAvailable, ThreadedSpanExporter } from './threaded-exporter.js';
+import { gatewayMetrics } from './histograms.js';
 import { prometheusViews } from './views.js';
 
 export interface Telemetry {
@@ -68,7 +69,8 @@ export function startTelemetry(env: NodeJS.ProcessEnv = process.env): Telemetry 
   env.OTEL_SERVICE_NAME ??= 'tracing-gateway';
 
   const warnings: string[] = [];
-  const prometheus = new PrometheusExporter({ preventServerStart: true, withoutScopeInfo: true });
+  // The request-duration histograms are the gateway's own (histograms.ts), read with the SDK's instruments.
+  const prometheus = new PrometheusExporter({ preventServerStart: true, withoutScopeInfo: true, metricProducers: [gatewayMetrics] });
   const { exporter, target } = spanExporterFromEnv(env);
   // Export is batched off the request path; OTEL_BSP_* tune the queue, which is bounded.
   const exportProcessor = exporter

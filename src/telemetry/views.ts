@@ -1,12 +1,12 @@
 import { AggregationType, type ViewOptions } from '@opentelemetry/sdk-metrics';
-
-/** Latency buckets for a gateway: 1 ms to 10 s. */
-export const DURATION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+import { DURATION_BUCKETS } from './histograms.js';
 
 /**
  * The JS Prometheus exporter does not append unit suffixes, so `http.server.request.duration`
  * would appear as `http_server_request_duration`. These views give the Prometheus names that
  * the OTel→Prometheus compatibility rules (and the collector) produce: `_seconds`, `_bytes`.
+ * The gateway's own request-duration histograms already carry these names (histograms.ts); the
+ * views give the demo services' SDK histograms the same names and buckets.
  */
 const UNIT_SUFFIXED: Array<[instrument: string, exposedAs: string]> = [
   ['http.server.request.duration', 'http.server.request.duration_seconds'],

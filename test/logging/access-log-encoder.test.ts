@@ -44,7 +44,9 @@ function viaPino(r: AccessRecord, level = 'info'): string {
 
 function viaEncoder(r: AccessRecord, level = 'info'): string {
   const { stream, lines } = capture();
-  new AccessLog(createLogger({ level, destination: stream })).write(r);
+  const log = new AccessLog(createLogger({ level, destination: stream }));
+  log.write(r);
+  log.flush();
   return lines.join('');
 }
 
@@ -91,6 +93,18 @@ describe('access log encoder', () => {
     const r = fc.sample(record, 1)[0]!;
     expect(viaPino(r, 'warn')).toBe('');
     expect(viaEncoder(r, 'warn')).toBe('');
+  });
+
+  it('hands the lines of one event-loop turn to the destination together, in order', async () => {
+    const { stream, lines } = capture();
+    const log = new AccessLog(createLogger({ level: 'info', destination: stream }));
+    const records = fc.sample(record, 5);
+    for (const r of records) log.write(r);
+    expect(lines).toHaveLength(0);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(lines).toHaveLength(1);
+    const written = lines[0]!.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { request_id: string });
+    expect(written.map((l) => l.request_id)).toEqual(records.map((r) => r.log.request_id));
   });
 
   it('stamps the current time in pino ISO format', () => {
