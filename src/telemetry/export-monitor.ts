@@ -17,15 +17,11 @@ export interface MonitorOptions {
 }
 
 /**
- * The SDK's batch processor with accounting around it: spans exported, failed and dropped
- * (queue full) are counted in `gateway.telemetry.spans`, the queue size is a gauge, and export
- * trouble is logged once per interval and once more when it recovers. Export stays batched and
- * off the request path; a down or slow collector only fills the bounded queue.
+ * The accounting around span export, whichever processor does it: spans exported, failed and
+ * dropped (queue full) are counted in `gateway.telemetry.spans`, the queue size is a gauge, and
+ * export trouble is logged once per interval and once more when it recovers.
  */
-export class MonitoredSpanProcessor implements SpanProcessor {
-  private readonly inner: BatchSpanProcessor;
-  private readonly maxQueueSize: number;
-  private queued = 0;
+export class ExportMonitor {
   private logger: ExportLogger | undefined;
   private failing = false;
   private failingSince = 0;
@@ -37,21 +33,12 @@ export class MonitoredSpanProcessor implements SpanProcessor {
   private readonly attrs = { exported: { outcome: 'exported' }, failed: { outcome: 'failed' }, dropped: { outcome: 'dropped' } };
 
   constructor(
-    exporter: SpanExporter,
-    private readonly options: MonitorOptions,
-  ) {
-    this.maxQueueSize = options.maxQueueSize;
-    this.inner = new BatchSpanProcessor({
-      exporter: new ObservedExporter(exporter, this),
-      maxQueueSize: options.maxQueueSize,
-      maxExportBatchSize: options.maxExportBatchSize,
-      scheduledDelayMillis: options.scheduledDelayMillis,
-      exportTimeoutMillis: options.exportTimeoutMillis,
-    });
-  }
+    private readonly maxQueueSize: number,
+    private readonly logIntervalMs: number,
+  ) {}
 
   /** Creates the instruments; called once the SDK's MeterProvider is registered. */
-  bindMetrics(): void {
+  bindMetrics(queueSize: () => number): void {
     const meter = metrics.getMeter('tracing-gateway');
     this.counter = meter.createCounter('gateway.telemetry.spans', {
       unit: '{span}',
@@ -59,7 +46,7 @@ export class MonitoredSpanProcessor implements SpanProcessor {
     });
     meter
       .createObservableGauge('gateway.telemetry.queue.size', { unit: '{span}', description: 'Spans waiting in the export queue.' })
-      .addCallback((r) => r.observe(this.queued));
+      .addCallback((r) => r.observe(queueSize()));
   }
 
   /** Export trouble is logged through the gateway's logger once it exists. */
@@ -67,37 +54,12 @@ export class MonitoredSpanProcessor implements SpanProcessor {
     this.logger = logger;
   }
 
-  onStart(span: Span, parentContext: Context): void {
-    this.inner.onStart(span, parentContext);
+  dropped(count: number): void {
+    this.counter?.add(count, this.attrs.dropped);
+    this.droppedSinceReport += count;
+    this.maybeReport();
   }
 
-  onEnd(span: ReadableSpan): void {
-    if ((span.spanContext().traceFlags & TraceFlags.SAMPLED) === 0) return;
-    if (this.queued >= this.maxQueueSize) {
-      // The batch processor drops it too; this is where it gets counted.
-      this.counter?.add(1, this.attrs.dropped);
-      this.droppedSinceReport++;
-      this.maybeReport();
-    } else {
-      this.queued++;
-    }
-    this.inner.onEnd(span);
-  }
-
-  forceFlush(): Promise<void> {
-    return this.inner.forceFlush();
-  }
-
-  shutdown(): Promise<void> {
-    return this.inner.shutdown();
-  }
-
-  /** @internal called by ObservedExporter when a batch leaves the queue */
-  taken(count: number): void {
-    this.queued = Math.max(0, this.queued - count);
-  }
-
-  /** @internal */
   exported(count: number, result: ExportResult): void {
     if (result.code === ExportResultCode.SUCCESS) {
       this.counter?.add(count, this.attrs.exported);
@@ -126,14 +88,82 @@ export class MonitoredSpanProcessor implements SpanProcessor {
   private maybeReport(): void {
     const now = Date.now();
     if (!this.failing && this.droppedSinceReport === 0) return;
-    if (now - this.lastReport < this.options.logIntervalMs) return;
+    if (now - this.lastReport < this.logIntervalMs) return;
     this.lastReport = now;
     this.logger?.warn(
-      { error: this.lastError, failed_spans: this.failedSinceReport, dropped_spans: this.droppedSinceReport, queue_limit: this.maxQueueSize, report_interval_ms: this.options.logIntervalMs },
+      { error: this.lastError, failed_spans: this.failedSinceReport, dropped_spans: this.droppedSinceReport, queue_limit: this.maxQueueSize, report_interval_ms: this.logIntervalMs },
       this.failing ? 'span export failing; spans queue up to the limit and are then dropped' : 'span export queue full; spans dropped',
     );
     this.failedSinceReport = 0;
     this.droppedSinceReport = 0;
+  }
+}
+
+/** A span processor that exports through the gateway's monitoring (see ExportMonitor). */
+export interface MonitoredExport extends SpanProcessor {
+  bindMetrics(): void;
+  setLogger(logger: ExportLogger): void;
+}
+
+/**
+ * The SDK's batch processor with the export accounting around it, for exporters that run on the
+ * request thread (console; OTLP when the export thread is unavailable). Export stays batched and
+ * off the request path; a down or slow collector only fills the bounded queue.
+ */
+export class MonitoredSpanProcessor implements MonitoredExport {
+  private readonly inner: BatchSpanProcessor;
+  private readonly monitor: ExportMonitor;
+  private readonly maxQueueSize: number;
+  private queued = 0;
+
+  constructor(exporter: SpanExporter, options: MonitorOptions) {
+    this.maxQueueSize = options.maxQueueSize;
+    this.monitor = new ExportMonitor(options.maxQueueSize, options.logIntervalMs);
+    this.inner = new BatchSpanProcessor({
+      exporter: new ObservedExporter(exporter, this),
+      maxQueueSize: options.maxQueueSize,
+      maxExportBatchSize: options.maxExportBatchSize,
+      scheduledDelayMillis: options.scheduledDelayMillis,
+      exportTimeoutMillis: options.exportTimeoutMillis,
+    });
+  }
+
+  bindMetrics(): void {
+    this.monitor.bindMetrics(() => this.queued);
+  }
+
+  setLogger(logger: ExportLogger): void {
+    this.monitor.setLogger(logger);
+  }
+
+  onStart(span: Span, parentContext: Context): void {
+    this.inner.onStart(span, parentContext);
+  }
+
+  onEnd(span: ReadableSpan): void {
+    if ((span.spanContext().traceFlags & TraceFlags.SAMPLED) === 0) return;
+    // The batch processor drops it too when full; this is where it gets counted.
+    if (this.queued >= this.maxQueueSize) this.monitor.dropped(1);
+    else this.queued++;
+    this.inner.onEnd(span);
+  }
+
+  forceFlush(): Promise<void> {
+    return this.inner.forceFlush();
+  }
+
+  shutdown(): Promise<void> {
+    return this.inner.shutdown();
+  }
+
+  /** @internal called by ObservedExporter when a batch leaves the queue */
+  taken(count: number): void {
+    this.queued = Math.max(0, this.queued - count);
+  }
+
+  /** @internal */
+  exported(count: number, result: ExportResult): void {
+    this.monitor.exported(count, result);
   }
 }
 

@@ -5,11 +5,11 @@ import { OTLPTraceExporter as OTLPJsonTraceExporter } from '@opentelemetry/expor
 import { OTLPTraceExporter as OTLPProtoTraceExporter } from '@opentelemetry/exporter-trace-otlp-proto';
 import { RuntimeNodeInstrumentation } from '@opentelemetry/instrumentation-runtime-node';
 import { NodeSDK } from '@opentelemetry/sdk-node';
-import { ConsoleSpanExporter, NoopSpanProcessor, type SpanExporter, type SpanProcessor } from '@opentelemetry/sdk-trace';
-import { MonitoredSpanProcessor, type ExportLogger } from './export-monitor.js';
+import { ConsoleSpanExporter, NoopSpanProcessor, type SpanProcessor } from '@opentelemetry/sdk-trace';
+import { MonitoredSpanProcessor, type ExportLogger, type MonitoredExport, type MonitorOptions } from './export-monitor.js';
+import { exportThreadAvailable, ThreadedExportProcessor } from './export-thread.js';
 import { TraceStore } from '../lookup/store.js';
 import { propagatorFromEnv } from '../tracing/propagators.js';
-import { exportThreadAvailable, ThreadedSpanExporter } from './threaded-exporter.js';
 import { gatewayMetrics } from './histograms.js';
 import { prometheusViews } from './views.js';
 
@@ -42,10 +42,10 @@ function list(value: string | undefined): string[] {
  * is created when neither an endpoint nor OTEL_TRACES_EXPORTER is set: a gateway started on its
  * own then runs quietly instead of failing a POST to localhost:4318 every few seconds.
  */
-function spanExporterFromEnv(env: NodeJS.ProcessEnv): { exporter?: SpanExporter; target: string } {
+function spanExportFromEnv(env: NodeJS.ProcessEnv, options: MonitorOptions): { processor?: MonitoredExport; target: string } {
   const exporters = list(env.OTEL_TRACES_EXPORTER);
   if (exporters.includes('none')) return { target: 'none (OTEL_TRACES_EXPORTER=none)' };
-  if (exporters.includes('console')) return { exporter: new ConsoleSpanExporter(), target: 'console' };
+  if (exporters.includes('console')) return { processor: new MonitoredSpanProcessor(new ConsoleSpanExporter(), options), target: 'console' };
   const endpoint = env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT || env.OTEL_EXPORTER_OTLP_ENDPOINT;
   if (exporters.length === 0 && !endpoint) return { target: 'none (set OTEL_EXPORTER_OTLP_ENDPOINT to export spans)' };
   const protocol = (env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL || env.OTEL_EXPORTER_OTLP_PROTOCOL || 'http/protobuf').trim();
@@ -54,8 +54,9 @@ function spanExporterFromEnv(env: NodeJS.ProcessEnv): { exporter?: SpanExporter;
   if (protocol !== wire) diag.warn(`OTLP traces protocol "${protocol}" is not supported by the gateway; using http/protobuf`);
   // Serialising and sending run on their own thread, off the request path (unless the sources
   // are run uncompiled, where the thread's module does not exist).
-  if (exportThreadAvailable()) return { exporter: new ThreadedSpanExporter(wire), target: `otlp ${wire} → ${where} (export thread)` };
-  return { exporter: wire === 'http/json' ? new OTLPJsonTraceExporter() : new OTLPProtoTraceExporter(), target: `otlp ${wire} → ${where}` };
+  if (exportThreadAvailable()) return { processor: new ThreadedExportProcessor(wire, options), target: `otlp ${wire} → ${where} (export thread)` };
+  const exporter = wire === 'http/json' ? new OTLPJsonTraceExporter() : new OTLPProtoTraceExporter();
+  return { processor: new MonitoredSpanProcessor(exporter, options), target: `otlp ${wire} → ${where}` };
 }
 
 /**
@@ -71,17 +72,14 @@ export function startTelemetry(env: NodeJS.ProcessEnv = process.env): Telemetry 
   const warnings: string[] = [];
   // The request-duration histograms are the gateway's own (histograms.ts), read with the SDK's instruments.
   const prometheus = new PrometheusExporter({ preventServerStart: true, withoutScopeInfo: true, metricProducers: [gatewayMetrics] });
-  const { exporter, target } = spanExporterFromEnv(env);
   // Export is batched off the request path; OTEL_BSP_* tune the queue, which is bounded.
-  const exportProcessor = exporter
-    ? new MonitoredSpanProcessor(exporter, {
-        maxQueueSize: getNumberFromEnv('OTEL_BSP_MAX_QUEUE_SIZE') ?? 2048,
-        maxExportBatchSize: getNumberFromEnv('OTEL_BSP_MAX_EXPORT_BATCH_SIZE'),
-        scheduledDelayMillis: getNumberFromEnv('OTEL_BSP_SCHEDULE_DELAY'),
-        exportTimeoutMillis: getNumberFromEnv('OTEL_BSP_EXPORT_TIMEOUT'),
-        logIntervalMs: getNumberFromEnv('GATEWAY_EXPORT_LOG_INTERVAL_MS') ?? 30_000,
-      })
-    : undefined;
+  const { processor: exportProcessor, target } = spanExportFromEnv(env, {
+    maxQueueSize: getNumberFromEnv('OTEL_BSP_MAX_QUEUE_SIZE') ?? 2048,
+    maxExportBatchSize: getNumberFromEnv('OTEL_BSP_MAX_EXPORT_BATCH_SIZE'),
+    scheduledDelayMillis: getNumberFromEnv('OTEL_BSP_SCHEDULE_DELAY'),
+    exportTimeoutMillis: getNumberFromEnv('OTEL_BSP_EXPORT_TIMEOUT'),
+    logIntervalMs: getNumberFromEnv('GATEWAY_EXPORT_LOG_INTERVAL_MS') ?? 30_000,
+  });
   const spanProcessors: SpanProcessor[] = exportProcessor ? [exportProcessor] : [new NoopSpanProcessor()];
   // Always registered: the config (read after the SDK starts) decides its limits, 0 turning it off.
   const traceStore = new TraceStore();

@@ -46,74 +46,113 @@ function pushAttributes(out: Value[], attributes: Attributes | undefined): void 
 }
 
 /**
- * Encodes spans for one channel. Resources and scopes are sent once per channel and referred to by
- * index afterwards; the decoder on the other side keeps the same tables.
+ * Encodes spans for one channel, one span at a time (each as it ends, so the span object itself
+ * can be collected young). Resources and scopes are defined once per channel and referred to by
+ * index afterwards; the decoder on the other side keeps the same tables. After the receiving side
+ * was replaced, `forgetSent()` makes the next batches define them again.
  *
  * Layout per span: name, kind, traceId, spanId, traceFlags, traceState, parentSpanId,
- * parent isRemote (0 false, 1 true, 2 unknown, -1 no parent), start s, start ns, end s, end ns, status code, status message,
- * dropped attributes/events/links, resource index, scope index, attributes (count, then key, value
- * pairs), events (count, then name, time s, ns, dropped, attributes), links (count, then traceId,
- * spanId, traceFlags, traceState, isRemote (0/1/2), dropped, attributes).
+ * parent isRemote (0 false, 1 true, 2 unknown, -1 no parent), start s, start ns, end s, end ns,
+ * status code, status message, dropped attributes/events/links, resource index, scope index,
+ * attributes (count, then key, value pairs), events (count, then name, time s, ns, dropped,
+ * attributes), links (count, then traceId, spanId, traceFlags, traceState, isRemote (0/1/2),
+ * dropped, attributes).
  */
 export class SpanWireEncoder {
-  private readonly resources = new WeakMap<Resource, number>();
-  private readonly scopes = new WeakMap<InstrumentationScope, number>();
-  private nextResource = 0;
-  private nextScope = 0;
+  private readonly resources = new Map<Resource, number>();
+  private readonly scopes = new Map<InstrumentationScope, number>();
+  private readonly resourceDefs: WireBatch['resources'] = [];
+  private readonly scopeDefs: WireBatch['scopes'] = [];
+  private readonly sentResources = new Set<number>();
+  private readonly sentScopes = new Set<number>();
+  private batch: WireBatch | undefined;
 
-  encode(spans: readonly ReadableSpan[]): WireBatch {
-    const batch: WireBatch = { resources: [], scopes: [], spans: spans.length, data: [] };
-    const out = batch.data;
-    for (const span of spans) {
-      let resource = this.resources.get(span.resource);
-      if (resource === undefined) {
-        this.resources.set(span.resource, (resource = this.nextResource++));
-        batch.resources.push([resource, { ...span.resource.attributes }, span.resource.schemaUrl]);
-      }
-      const scopeRef = span.instrumentationScope;
-      let scope = this.scopes.get(scopeRef);
-      if (scope === undefined) {
-        this.scopes.set(scopeRef, (scope = this.nextScope++));
-        batch.scopes.push([scope, scopeRef.name, scopeRef.version, scopeRef.schemaUrl]);
-      }
-      const sc = span.spanContext();
-      const parent = span.parentSpanContext;
-      const status = span.status;
-      out.push(
-        span.name,
-        span.kind,
-        sc.traceId,
-        sc.spanId,
-        sc.traceFlags,
-        sc.traceState?.serialize() ?? '',
-        parent?.spanId ?? '',
-        parent === undefined ? -1 : remoteCode(parent.isRemote),
-        span.startTime[0],
-        span.startTime[1],
-        span.endTime[0],
-        span.endTime[1],
-        status.code,
-        status.message,
-        span.droppedAttributesCount,
-        span.droppedEventsCount,
-        span.droppedLinksCount,
-        resource,
-        scope,
-      );
-      pushAttributes(out, span.attributes);
-      out.push(span.events.length);
-      for (const event of span.events) {
-        out.push(event.name, event.time[0], event.time[1], event.droppedAttributesCount ?? 0);
-        pushAttributes(out, event.attributes);
-      }
-      out.push(span.links.length);
-      for (const link of span.links) {
-        const lc = link.context;
-        out.push(lc.traceId, lc.spanId, lc.traceFlags, lc.traceState?.serialize() ?? '', remoteCode(lc.isRemote), link.droppedAttributesCount ?? 0);
-        pushAttributes(out, link.attributes);
-      }
-    }
+  /** Spans in the batch being built. */
+  get size(): number {
+    return this.batch?.spans ?? 0;
+  }
+
+  /** The batch built so far (undefined when empty); the next add() starts a new one. */
+  take(): WireBatch | undefined {
+    const batch = this.batch;
+    this.batch = undefined;
     return batch;
+  }
+
+  /** Encodes `spans` as one batch (what an exporter's export() receives). */
+  encode(spans: readonly ReadableSpan[]): WireBatch {
+    for (const span of spans) this.add(span);
+    return this.take() ?? { resources: [], scopes: [], spans: 0, data: [] };
+  }
+
+  forgetSent(): void {
+    this.sentResources.clear();
+    this.sentScopes.clear();
+    if (this.batch === undefined) return;
+    // The open batch may refer to definitions only the previous receiver had.
+    for (const def of this.resourceDefs) this.define(def[0], def, this.sentResources, this.batch.resources);
+    for (const def of this.scopeDefs) this.define(def[0], def, this.sentScopes, this.batch.scopes);
+  }
+
+  private define<T>(index: number, def: T, sent: Set<number>, into: T[]): void {
+    if (sent.has(index)) return;
+    sent.add(index);
+    into.push(def);
+  }
+
+  add(span: ReadableSpan): void {
+    const batch = (this.batch ??= { resources: [], scopes: [], spans: 0, data: [] });
+    let resource = this.resources.get(span.resource);
+    if (resource === undefined) {
+      this.resources.set(span.resource, (resource = this.resourceDefs.length));
+      this.resourceDefs.push([resource, { ...span.resource.attributes }, span.resource.schemaUrl]);
+    }
+    if (!this.sentResources.has(resource)) this.define(resource, this.resourceDefs[resource]!, this.sentResources, batch.resources);
+    const scopeRef = span.instrumentationScope;
+    let scope = this.scopes.get(scopeRef);
+    if (scope === undefined) {
+      this.scopes.set(scopeRef, (scope = this.scopeDefs.length));
+      this.scopeDefs.push([scope, scopeRef.name, scopeRef.version, scopeRef.schemaUrl]);
+    }
+    if (!this.sentScopes.has(scope)) this.define(scope, this.scopeDefs[scope]!, this.sentScopes, batch.scopes);
+    batch.spans++;
+    const out = batch.data;
+    const sc = span.spanContext();
+    const parent = span.parentSpanContext;
+    const status = span.status;
+    out.push(
+      span.name,
+      span.kind,
+      sc.traceId,
+      sc.spanId,
+      sc.traceFlags,
+      sc.traceState?.serialize() ?? '',
+      parent?.spanId ?? '',
+      parent === undefined ? -1 : remoteCode(parent.isRemote),
+      span.startTime[0],
+      span.startTime[1],
+      span.endTime[0],
+      span.endTime[1],
+      status.code,
+      status.message,
+      span.droppedAttributesCount,
+      span.droppedEventsCount,
+      span.droppedLinksCount,
+      resource,
+      scope,
+    );
+    pushAttributes(out, span.attributes);
+    out.push(span.events.length);
+    for (const event of span.events) {
+      out.push(event.name, event.time[0], event.time[1], event.droppedAttributesCount ?? 0);
+      pushAttributes(out, event.attributes);
+    }
+    out.push(span.links.length);
+    for (const link of span.links) {
+      const lc = link.context;
+      out.push(lc.traceId, lc.spanId, lc.traceFlags, lc.traceState?.serialize() ?? '', remoteCode(lc.isRemote), link.droppedAttributesCount ?? 0);
+      pushAttributes(out, link.attributes);
+    }
   }
 }
 

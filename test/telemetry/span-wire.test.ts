@@ -80,6 +80,22 @@ describe('span wire format (export thread hand-off)', () => {
     await provider.shutdown();
   });
 
+  it('defines resources and scopes again for a new receiver, also in the batch that was open', async () => {
+    const { spans, provider } = makeSpans();
+    const encoder = new SpanWireEncoder();
+    new SpanWireDecoder().decode(structuredClone(encoder.encode(spans)));
+    // The receiver is replaced while a batch is being built.
+    encoder.add(spans[0]!);
+    encoder.forgetSent();
+    encoder.add(spans[2]!);
+    const batch = encoder.take()!;
+    expect(batch.resources).toHaveLength(1);
+    expect(batch.scopes).toHaveLength(2);
+    const decoded = new SpanWireDecoder().decode(structuredClone(batch));
+    expect(Buffer.from(ProtobufTraceSerializer.serializeRequest(decoded)!)).toEqual(Buffer.from(ProtobufTraceSerializer.serializeRequest([spans[0]!, spans[2]!])!));
+    await provider.shutdown();
+  });
+
   it('keeps attribute values as their types (numbers, booleans, arrays) and the remote-parent flag', async () => {
     const { spans, provider } = makeSpans();
     const [client, server] = roundTrip(new SpanWireEncoder(), new SpanWireDecoder(), spans);
