@@ -390,7 +390,10 @@ async function soak(
 ): Promise<{ samples: SoakSample[]; load: LoadResult; spansPerReq: number; slopeMBPerMin: number | null; faults?: Array<{ t: number; what: string }>; outcome?: SoakOutcome }> {
   // --trace-gc prints one line per GC on stdout (the gateway's own logs go to its log file); the
   // "-> N MB" of a Mark-Compact is the heap after a full GC, read without an inspector or --expose-gc.
-  const fullGcs: Array<{ t: number; mb: number }> = [];
+  // Each line names its isolate ("[pid:0x…]"): the span export thread has its own heap. The
+  // request thread's isolate is the one that collects most often; only its full GCs are reported.
+  const gcsByIsolate = new Map<string, { lines: number; full: Array<{ t: number; mb: number }> }>();
+  let main: { lines: number; full: Array<{ t: number; mb: number }> } = { lines: 0, full: [] };
   let buffered = '';
   const t0 = performance.now();
   const onStdout = (chunk: string) => {
@@ -399,8 +402,14 @@ async function soak(
     while ((nl = buffered.indexOf('\n')) !== -1) {
       const line = buffered.slice(0, nl);
       buffered = buffered.slice(nl + 1);
+      const iso = /^\[\d+:(0x[0-9a-f]+)\]/.exec(line)?.[1];
+      if (iso === undefined) continue;
+      let gcs = gcsByIsolate.get(iso);
+      if (gcs === undefined) gcsByIsolate.set(iso, (gcs = { lines: 0, full: [] }));
+      gcs.lines++;
+      if (gcs.lines > main.lines) main = gcs;
       const m = /Mark-Compact[^\d]*[\d.]+ \([\d.]+\) -> ([\d.]+) \([\d.]+\) MB/.exec(line);
-      if (m) fullGcs.push({ t: (performance.now() - t0) / 1000, mb: Number(m[1]) });
+      if (m) gcs.full.push({ t: (performance.now() - t0) / 1000, mb: Number(m[1]) });
     }
   };
   const running = await startChecked(def, ctx, 't5-soak', { nodeArgs: ['--trace-gc'], onStdout });
@@ -424,16 +433,16 @@ async function soak(
       await Promise.race([sleep(Math.max(0, wait)), loadDone.catch(() => undefined)]);
       if (done) break;
       const heapUsed = await scrapeHeapUsed(running.port);
-      const last = fullGcs[fullGcs.length - 1];
+      const last = main.full[main.full.length - 1];
       const s: SoakSample = {
         t: Math.round((performance.now() - loadStart) / 1000),
         rssMB: rssBytes(running.proc.pid) / MB,
         heapAfterGcMB: last ? last.mb : null,
-        fullGcs: fullGcs.length - lastCount,
+        fullGcs: main.full.length - lastCount,
         heapUsedMB: heapUsed === null ? null : heapUsed / MB,
         fds: readdirSync(`/proc/${running.proc.pid}/fd`).length,
       };
-      lastCount = fullGcs.length;
+      lastCount = main.full.length;
       samples.push(s);
       log(`| ${s.t} | ${s.rssMB.toFixed(0)} | ${s.heapAfterGcMB?.toFixed(1) ?? '–'} | ${s.fullGcs} | ${s.heapUsedMB?.toFixed(1) ?? '–'} | ${s.fds} |`);
       // The access log of a long soak would fill the disk; truncating is safe, pino appends (O_APPEND).
@@ -448,7 +457,7 @@ async function soak(
   }
   const counts = sink.counts('t5-soak');
   // Slope of heap-after-full-GC over the second half of the soak (the first half includes warm-up growth).
-  const half = fullGcs.filter((g) => g.t >= (performance.now() - t0) / 2000);
+  const half = main.full.filter((g) => g.t >= (performance.now() - t0) / 2000);
   let slopeMBPerMin: number | null = null;
   if (half.length >= 3) {
     const mt = half.reduce((s, g) => s + g.t, 0) / half.length;

@@ -1,0 +1,45 @@
+import { spawn } from 'node:child_process';
+import { cpSync, rmSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+
+/**
+ * Keeps `bench/compare.ts` (builds side by side) from rotting: two copies of the current build run
+ * one short round each. Nothing here asserts on speed.
+ */
+const ROOT = resolve(import.meta.dirname, '../..');
+const copy = join(ROOT, 'dist-compare-smoke');
+
+afterAll(() => rmSync(copy, { recursive: true, force: true }));
+
+function run(args: string[], timeoutMs: number): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((done) => {
+    const child = spawn(process.execPath, ['bench/compare.ts', ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));
+    child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
+    const timer = setTimeout(() => child.kill('SIGTERM'), timeoutMs);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      done({ code, stdout, stderr });
+    });
+  });
+}
+
+describe('bench/compare.ts', () => {
+  it('runs two builds side by side and prints one row per build with the paired ratio', { timeout: 60_000 }, async () => {
+    cpSync(join(ROOT, 'dist'), copy, { recursive: true });
+    const { code, stdout, stderr } = await run(['--rounds', '1', '--duration', '1', 'dist', 'dist-compare-smoke'], 55_000);
+    const context = `exit ${code}\n--- stdout\n${stdout}\n--- stderr\n${stderr}`;
+    expect(code, context).toBe(0);
+    expect(stdout, context).toMatch(/^\| dist \| \d+ \| 1\.00 \(1\.00–1\.00\) \| \d+ \| [\d.]+ \| \d+ \|$/m);
+    expect(stdout, context).toMatch(/^\| dist-compare-smoke \| \d+ \| [\d.]+ \([\d.]+–[\d.]+\) \| \d+ \| [\d.]+ \| \d+ \|$/m);
+  });
+
+  it('refuses a directory that is not a compiled gateway, with one line naming it', async () => {
+    const { code, stderr } = await run(['dist', 'src'], 10_000);
+    expect(code).toBe(2);
+    expect(stderr.trim()).toBe('compare: src/src/main.js not found: not a compiled gateway');
+  });
+});
