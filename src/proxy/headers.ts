@@ -46,6 +46,8 @@ function isTraceHeaderFamily(name: string): boolean {
 /** Field names listed in Connection are hop-by-hop for this message too. */
 function connectionListed(connection: string | string[] | undefined): Set<string> | undefined {
   if (connection === undefined) return undefined;
+  // The usual values name no field: skip the split on every keep-alive response.
+  if (typeof connection === 'string' && /^\s*(keep-alive|close)\s*$/i.test(connection)) return undefined;
   const value = Array.isArray(connection) ? connection.join(',') : connection;
   let listed: Set<string> | undefined;
   for (const token of value.split(',')) {
