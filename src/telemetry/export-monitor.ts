@@ -29,6 +29,8 @@ export class ExportMonitor {
   private failedSinceReport = 0;
   private droppedSinceReport = 0;
   private lastError = '';
+  /** Sequence number of the batch whose failure started the current outage. */
+  private failedSeq = 0;
   private counter: Counter | undefined;
   private readonly attrs = { exported: { outcome: 'exported' }, failed: { outcome: 'failed' }, dropped: { outcome: 'dropped' } };
 
@@ -60,10 +62,14 @@ export class ExportMonitor {
     this.maybeReport();
   }
 
-  exported(count: number, result: ExportResult): void {
+  /**
+   * The outcome of one batch. `seq` numbers batches in the order they were sent: with several in
+   * flight, a batch sent before the outage may succeed after it began, which is not a recovery.
+   */
+  exported(count: number, result: ExportResult, seq: number): void {
     if (result.code === ExportResultCode.SUCCESS) {
       this.counter?.add(count, this.attrs.exported);
-      if (this.failing) {
+      if (this.failing && seq > this.failedSeq) {
         this.failing = false;
         this.logger?.info(
           { failed_spans: this.failedSinceReport, dropped_spans: this.droppedSinceReport, outage_ms: Date.now() - this.failingSince },
@@ -81,6 +87,9 @@ export class ExportMonitor {
       this.failing = true;
       this.failingSince = Date.now();
       this.lastReport = 0;
+      this.failedSeq = seq;
+    } else if (seq > this.failedSeq) {
+      this.failedSeq = seq;
     }
     this.maybeReport();
   }
@@ -162,12 +171,14 @@ export class MonitoredSpanProcessor implements MonitoredExport {
   }
 
   /** @internal */
-  exported(count: number, result: ExportResult): void {
-    this.monitor.exported(count, result);
+  exported(count: number, result: ExportResult, seq: number): void {
+    this.monitor.exported(count, result, seq);
   }
 }
 
 class ObservedExporter implements SpanExporter {
+  private seq = 0;
+
   constructor(
     private readonly inner: SpanExporter,
     private readonly monitor: MonitoredSpanProcessor,
@@ -175,10 +186,11 @@ class ObservedExporter implements SpanExporter {
 
   export(spans: ReadableSpan[], resultCallback: (result: ExportResult) => void): void {
     const count = spans.length;
+    const seq = ++this.seq;
     this.monitor.taken(count);
     // The callback keeps only the count: the spans themselves can be collected once encoded.
     this.inner.export(spans, (result) => {
-      this.monitor.exported(count, result);
+      this.monitor.exported(count, result, seq);
       resultCallback(result);
     });
   }

@@ -127,6 +127,7 @@ export class ThreadedExportProcessor implements MonitoredExport {
   private readonly delayMs: number;
   private readonly timeoutMs: number;
   private inFlight = 0;
+  private sent = 0;
   private readonly sending = new Set<Promise<void>>();
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
@@ -183,6 +184,7 @@ export class ThreadedExportProcessor implements MonitoredExport {
     const batch = this.encoder.take();
     if (batch === undefined) return Promise.resolve();
     const count = batch.spans;
+    const seq = ++this.sent;
     this.inFlight += count;
     const sent = new Promise<void>((resolve) => {
       let settled = false;
@@ -191,7 +193,7 @@ export class ThreadedExportProcessor implements MonitoredExport {
         settled = true;
         clearTimeout(deadline);
         this.inFlight -= count;
-        this.monitor.exported(count, result);
+        this.monitor.exported(count, result, seq);
         resolve();
       };
       const deadline = setTimeout(finish, this.timeoutMs, { code: ExportResultCode.FAILED, error: new Error(`export did not finish within ${this.timeoutMs} ms`) });

@@ -1,8 +1,6 @@
 // The span export thread: rebuilds each batch sent by ThreadedExportProcessor and hands it to the
 // standard OTLP exporter, which serialises it and sends it to the collector. All OTLP settings
 // come from the same OTEL_* environment as the main thread (a worker gets a copy of it).
-import { readlinkSync } from 'node:fs';
-import { setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import { ExportResultCode } from '@opentelemetry/core';
 import { OTLPTraceExporter as OTLPJsonTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
@@ -25,20 +23,6 @@ export interface FromWorker {
 const port = parentPort;
 if (port === null) throw new Error('export-worker.js runs as a worker thread only');
 
-/**
- * On a busy machine the request thread should win the CPU over span export: this thread runs at
- * nice 10. Linux applies priorities per thread; /proc/thread-self names this thread's ID. Where
- * that is not available the thread keeps the process's priority.
- */
-function lowerPriority(): void {
-  try {
-    const tid = Number(readlinkSync('/proc/thread-self').split('/').pop());
-    if (Number.isInteger(tid) && tid > 0) setPriority(tid, 10);
-  } catch {
-    // Not Linux, or not permitted: export still works at normal priority.
-  }
-}
-lowerPriority();
 const { protocol } = workerData as ExportWorkerData;
 const exporter = protocol === 'http/json' ? new OTLPJsonTraceExporter() : new OTLPProtoTraceExporter();
 const decoder = new SpanWireDecoder();
