@@ -534,7 +534,9 @@ async function main(): Promise<void> {
     for (let round = 1; round <= opts.rounds; round++) {
       log(`\n## round ${round}/${opts.rounds}`);
       const roundRows: Row[] = [];
-      for (const def of defs) {
+      // The order alternates between rounds: on a machine whose speed drifts, a fixed order
+      // would always give the last target the slowest minutes of each round.
+      for (const def of round % 2 === 1 ? defs : [...defs].reverse()) {
         let extra: Parameters<TargetDef['start']>[2] = {};
         const since = Date.now();
         if (mode === 'profile') {
