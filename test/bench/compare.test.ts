@@ -1,7 +1,7 @@
-import { spawn } from 'node:child_process';
 import { cpSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { runNode, type NodeRun } from '../helpers/run-node.js';
 
 /**
  * Keeps `bench/compare.ts` (builds side by side) from rotting: two copies of the current build run
@@ -12,19 +12,8 @@ const copy = join(ROOT, 'dist-compare-smoke');
 
 afterAll(() => rmSync(copy, { recursive: true, force: true }));
 
-function run(args: string[], timeoutMs: number): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((done) => {
-    const child = spawn(process.execPath, ['bench/compare.ts', ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));
-    child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
-    const timer = setTimeout(() => child.kill('SIGTERM'), timeoutMs);
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      done({ code, stdout, stderr });
-    });
-  });
+function run(args: string[], timeoutMs: number): Promise<NodeRun> {
+  return runNode(['bench/compare.ts', ...args], ROOT, timeoutMs);
 }
 
 describe('bench/compare.ts', () => {

@@ -1,8 +1,8 @@
-import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { runNode, type NodeRun } from '../helpers/run-node.js';
 
 /**
  * Keeps the benchmark from rotting: `node bench/run.ts --smoke` starts the real upstream, sink and
@@ -27,20 +27,9 @@ interface Row {
   otlpTraceBytesPerReq: number | null;
 }
 
-function runSmoke(timeoutMs: number): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolveRun) => {
-    const child = spawn(process.execPath, ['bench/run.ts', '--smoke', '--out', out], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));
-    child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
-    // SIGTERM lets the bench kill everything it started before it exits.
-    const timer = setTimeout(() => child.kill('SIGTERM'), timeoutMs);
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      resolveRun({ code, stdout, stderr });
-    });
-  });
+function runSmoke(timeoutMs: number): Promise<NodeRun> {
+  // SIGTERM on timeout lets the bench kill everything it started before it exits.
+  return runNode(['bench/run.ts', '--smoke', '--out', out], ROOT, timeoutMs);
 }
 
 describe('bench --smoke', () => {
