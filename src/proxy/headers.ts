@@ -110,8 +110,8 @@ export interface TraceIds {
  * The headers every response to a traced request carries, as a flat `[name, value, …]` list:
  * writeHead takes it as is, without the per-field bookkeeping of setHeader.
  */
-export function traceResponseHeaders(ids: TraceIds, exposeHeaders = true): string[] {
-  const out = ['x-trace-id', ids.traceId, 'x-request-id', ids.requestId, 'traceresponse', formatTraceparent(ids.traceId, ids.spanId, ids.traceFlags)];
+export function traceResponseHeaders(ids: TraceIds, exposeHeaders = true, out: string[] = []): string[] {
+  out.push('x-trace-id', ids.traceId, 'x-request-id', ids.requestId, 'traceresponse', formatTraceparent(ids.traceId, ids.spanId, ids.traceFlags));
   if (exposeHeaders) out.push('access-control-expose-headers', EXPOSED_RESPONSE_HEADERS);
   return out;
 }
@@ -135,7 +135,5 @@ export function clientResponseHeaders(upstream: IncomingHttpHeaders, ids: TraceI
       for (const v of value) out.push(name, v);
     }
   }
-  const trace = traceResponseHeaders(ids, !exposed);
-  for (let i = 0; i < trace.length; i++) out.push(trace[i]!);
-  return out;
+  return traceResponseHeaders(ids, !exposed, out);
 }

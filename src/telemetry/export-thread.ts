@@ -92,16 +92,14 @@ export class ExportThread {
     );
   }
 
-  call(type: 'flush' | 'shutdown'): Promise<void> {
-    if (this.worker === undefined) return Promise.resolve();
-    return new Promise((resolve, reject) => {
-      this.request({ type, id: this.nextId++ }, (reply) => (reply.ok ? resolve() : reject(new Error(reply.error ?? `${type} failed`))));
-    });
-  }
-
+  /** Lets the exporter finish what it holds, then ends the thread. */
   async stop(): Promise<void> {
     try {
-      await this.call('shutdown');
+      if (this.worker !== undefined) {
+        await new Promise<void>((resolve, reject) => {
+          this.request({ type: 'shutdown', id: this.nextId++ }, (reply) => (reply.ok ? resolve() : reject(new Error(reply.error ?? 'shutdown failed'))));
+        });
+      }
     } finally {
       const worker = this.worker;
       this.worker = undefined;

@@ -12,7 +12,7 @@ export interface ExportWorkerData {
 }
 
 /** Main thread → worker. */
-export type ToWorker = { type: 'export'; id: number; batch: WireBatch } | { type: 'flush'; id: number } | { type: 'shutdown'; id: number };
+export type ToWorker = { type: 'export'; id: number; batch: WireBatch } | { type: 'shutdown'; id: number };
 /** Worker → main thread: the outcome of the request with the same id. */
 export interface FromWorker {
   id: number;
@@ -51,12 +51,6 @@ port.on('message', (message: ToWorker) => {
       });
       return;
     }
-    case 'flush':
-      exporter.forceFlush().then(
-        () => reply({ id: message.id, ok: true }),
-        (err: unknown) => reply({ id: message.id, ok: false, error: errorText(err) }),
-      );
-      return;
     case 'shutdown':
       exporter.shutdown().then(
         () => reply({ id: message.id, ok: true }),

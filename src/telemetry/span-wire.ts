@@ -94,8 +94,8 @@ export class SpanWireEncoder {
     for (const def of this.scopeDefs) this.define(def[0], def, this.sentScopes, this.batch.scopes);
   }
 
+  /** Puts a definition into the open batch and notes that the receiver has it. */
   private define<T>(index: number, def: T, sent: Set<number>, into: T[]): void {
-    if (sent.has(index)) return;
     sent.add(index);
     into.push(def);
   }
