@@ -29,7 +29,9 @@ export class ExportMonitor {
   private failedSinceReport = 0;
   private droppedSinceReport = 0;
   private lastError = '';
-  /** Sequence number of the batch whose failure started the current outage. */
+  /** Batches handed to an exporter so far; each batch's number is its place in that order. */
+  private sentSeq = 0;
+  /** The last batch already sent when a failure was seen: only later ones can show a recovery. */
   private failedSeq = 0;
   private counter: Counter | undefined;
   private readonly attrs = { exported: { outcome: 'exported' }, failed: { outcome: 'failed' }, dropped: { outcome: 'dropped' } };
@@ -62,9 +64,14 @@ export class ExportMonitor {
     this.maybeReport();
   }
 
+  /** Numbers a batch as it is handed to the exporter; pass the number back to exported(). */
+  nextBatch(): number {
+    return ++this.sentSeq;
+  }
+
   /**
-   * The outcome of one batch. `seq` numbers batches in the order they were sent: with several in
-   * flight, a batch sent before the outage may succeed after it began, which is not a recovery.
+   * The outcome of one batch (`seq` from nextBatch()). With several batches in flight, one sent
+   * before a failure was seen may still succeed afterwards; that is not a recovery.
    */
   exported(count: number, result: ExportResult, seq: number): void {
     if (result.code === ExportResultCode.SUCCESS) {
@@ -87,10 +94,8 @@ export class ExportMonitor {
       this.failing = true;
       this.failingSince = Date.now();
       this.lastReport = 0;
-      this.failedSeq = seq;
-    } else if (seq > this.failedSeq) {
-      this.failedSeq = seq;
     }
+    this.failedSeq = this.sentSeq;
     this.maybeReport();
   }
 
@@ -171,14 +176,17 @@ export class MonitoredSpanProcessor implements MonitoredExport {
   }
 
   /** @internal */
+  nextBatch(): number {
+    return this.monitor.nextBatch();
+  }
+
+  /** @internal */
   exported(count: number, result: ExportResult, seq: number): void {
     this.monitor.exported(count, result, seq);
   }
 }
 
 class ObservedExporter implements SpanExporter {
-  private seq = 0;
-
   constructor(
     private readonly inner: SpanExporter,
     private readonly monitor: MonitoredSpanProcessor,
@@ -186,7 +194,7 @@ class ObservedExporter implements SpanExporter {
 
   export(spans: ReadableSpan[], resultCallback: (result: ExportResult) => void): void {
     const count = spans.length;
-    const seq = ++this.seq;
+    const seq = this.monitor.nextBatch();
     this.monitor.taken(count);
     // The callback keeps only the count: the spans themselves can be collected once encoded.
     this.inner.export(spans, (result) => {

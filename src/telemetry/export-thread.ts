@@ -125,7 +125,6 @@ export class ThreadedExportProcessor implements MonitoredExport {
   private readonly delayMs: number;
   private readonly timeoutMs: number;
   private inFlight = 0;
-  private sent = 0;
   private readonly sending = new Set<Promise<void>>();
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
@@ -182,7 +181,7 @@ export class ThreadedExportProcessor implements MonitoredExport {
     const batch = this.encoder.take();
     if (batch === undefined) return Promise.resolve();
     const count = batch.spans;
-    const seq = ++this.sent;
+    const seq = this.monitor.nextBatch();
     this.inFlight += count;
     const sent = new Promise<void>((resolve) => {
       let settled = false;
