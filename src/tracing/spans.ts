@@ -16,6 +16,18 @@ import {
 
 const tracer = trace.getTracer('tracing-gateway');
 
+/**
+ * Starts a span and then sets its attributes. Passing them to startSpan instead costs two full
+ * sanitising passes (each copying the set and validating every value); setAttributes validates
+ * each value once, with the same limits. The samplers configurable through OTEL_TRACES_SAMPLER
+ * do not read attributes, so they decide the same without them.
+ */
+function startWithAttributes(name: string, kind: SpanKind, attributes: Attributes, parent: Context, links: Link[] | undefined): Span {
+  const span = tracer.startSpan(name, links === undefined ? { kind } : { kind, links }, parent);
+  if (span.isRecording()) span.setAttributes(attributes);
+  return span;
+}
+
 const KNOWN_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'CONNECT', 'TRACE']);
 
 /** Semantic conventions: methods outside the known set are reported as `_OTHER`. */
@@ -113,8 +125,8 @@ export function startServerSpan(input: ServerSpanInput): { span: Span; context: 
   if (ua) attributes['user_agent.original'] = ua;
   if (input.routeAttributes) Object.assign(attributes, input.routeAttributes);
 
-  // Routed before the span starts, so name and attributes are complete at start (one sanitising pass).
-  const span = tracer.startSpan(input.name ?? input.method, { kind: SpanKind.SERVER, attributes, links }, parent);
+  // Routed before the span starts, so name and attributes are complete at start.
+  const span = startWithAttributes(input.name ?? input.method, SpanKind.SERVER, attributes, parent, links);
   // A continued trace keeps the caller's random bit; a trace the gateway starts has an SDK-generated
   // random trace-id, so it sets it. Unknown bits are never invented.
   const random = continued ? caller.traceFlags & RANDOM_TRACE_FLAG : RANDOM_TRACE_FLAG;
@@ -142,7 +154,7 @@ export function startClientSpan(parent: Context, input: ClientSpanInput): { span
     'gateway.upstream': input.upstreamName,
   };
   if (input.resendCount) attributes['http.request.resend_count'] = input.resendCount;
-  const span = tracer.startSpan(input.method, { kind: SpanKind.CLIENT, attributes }, parent);
+  const span = startWithAttributes(input.method, SpanKind.CLIENT, attributes, parent, undefined);
   return { span, context: trace.setSpan(parent, span) };
 }
 

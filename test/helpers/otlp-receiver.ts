@@ -46,6 +46,7 @@ export interface ReceivedSpan {
   startNs: bigint;
   endNs: bigint;
   attributes: Record<string, unknown>;
+  droppedAttributesCount: number;
   events: Array<{ name: string; attributes: Record<string, unknown> }>;
   links: Array<{ traceId: string; spanId: string; attributes: Record<string, unknown> }>;
   status: { code: number; message: string };
@@ -99,6 +100,7 @@ function flatten(req: Decoded): ReceivedSpan[] {
           startNs: BigInt(String(s.startTimeUnixNano ?? 0)),
           endNs: BigInt(String(s.endTimeUnixNano ?? 0)),
           attributes: attrs(s.attributes),
+          droppedAttributesCount: Number(s.droppedAttributesCount ?? 0),
           events: (s.events ?? []).map((e: Record<string, any>) => ({ name: e.name, attributes: attrs(e.attributes) })),
           links: (s.links ?? []).map((l: Record<string, any>) => ({ traceId: hex(l.traceId), spanId: hex(l.spanId), attributes: attrs(l.attributes) })),
           status: { code: Number(s.status?.code ?? 0), message: s.status?.message ?? '' },

@@ -206,6 +206,34 @@ describe('inbound trace context', () => {
   });
 });
 
+describe('span limits', () => {
+  it('applies the OTEL_SPAN_ATTRIBUTE_* limits to the attributes the gateway sets', async () => {
+    const limited = await startGateway(configFor([{ name: 'users', prefix: '/api/users', url: upstream.url }]), {
+      OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+      OTEL_SERVICE_NAME: 'gw-limited',
+      OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT: '12',
+      OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT: '4',
+    });
+    try {
+      const res = await send(`${limited.url}/api/users/a-rather-long-path-segment`, { headers: { 'user-agent': 'limit-client/1.0 (with a long comment)' } });
+      expect(res.status).toBe(200);
+      const spans = await traceOf(res.headers['x-trace-id'] as string);
+      for (const span of spans) {
+        const values = Object.values(span.attributes);
+        expect(values.length).toBeLessThanOrEqual(4);
+        expect(span.droppedAttributesCount).toBeGreaterThan(0);
+        for (const v of values) if (typeof v === 'string') expect(v.length).toBeLessThanOrEqual(12);
+      }
+      const server = spans.find((s) => s.kind === 'SERVER')!;
+      // The first attributes set are the ones kept; later ones (the status code at the end) are dropped.
+      expect(server.attributes['http.request.method']).toBe('GET');
+      expect(server.attributes['url.path']).toBe('/api/users/a');
+    } finally {
+      await limited.stop();
+    }
+  });
+});
+
 describe('reserved paths', () => {
   it('produces no spans for /metrics and health probes', async () => {
     for (const path of ['/metrics', '/health', '/health/live', '/health/ready']) {
