@@ -73,12 +73,12 @@ export class ExportThread {
     return worker;
   }
 
-  private request(message: ToWorker, done: (message: FromWorker) => void): void {
+  private request(message: ToWorker, done: (message: FromWorker) => void, transfer: ArrayBuffer[] = []): void {
     const worker = this.thread();
     this.pending.set(message.id, done);
     // While a request is outstanding the thread keeps the process alive (a shutdown flush must finish).
     worker.ref();
-    worker.postMessage(message);
+    worker.postMessage(message, transfer);
   }
 
   /** Starts the thread if it is not running (after a loss), before a batch is built for it. */
@@ -87,8 +87,11 @@ export class ExportThread {
   }
 
   send(batch: WireBatch, done: (result: ExportResult) => void): void {
-    this.request({ type: 'export', id: this.nextId++, batch }, (reply) =>
-      done(reply.ok ? { code: ExportResultCode.SUCCESS } : { code: ExportResultCode.FAILED, error: new Error(reply.error ?? 'export failed') }),
+    // The span bytes move to the thread (transferred, not copied); this side never reads them again.
+    this.request(
+      { type: 'export', id: this.nextId++, batch },
+      (reply) => done(reply.ok ? { code: ExportResultCode.SUCCESS } : { code: ExportResultCode.FAILED, error: new Error(reply.error ?? 'export failed') }),
+      [batch.bytes],
     );
   }
 
@@ -112,7 +115,7 @@ export class ExportThread {
  * Batches sampled spans for the export thread. Each span is encoded into the open batch as it
  * ends (span-wire.ts), so no span object waits in a queue and the request thread never stalls
  * to encode a whole batch; full batches (or whatever waited `scheduledDelayMillis`) go to the
- * thread as one flat array. The OTEL_BSP_* limits apply as for the SDK's batch processor: at most
+ * thread as one transferred buffer. The OTEL_BSP_* limits apply as for the SDK's batch processor: at most
  * `maxQueueSize` spans waiting or in flight (more are dropped and counted), batches of at most
  * `maxExportBatchSize`, each answered within `exportTimeoutMillis` or counted as failed.
  */

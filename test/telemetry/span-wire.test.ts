@@ -1,4 +1,4 @@
-import { SpanKind, SpanStatusCode, ROOT_CONTEXT, trace, type Tracer } from '@opentelemetry/api';
+import { SpanKind, SpanStatusCode, ROOT_CONTEXT, trace, type Attributes, type Tracer } from '@opentelemetry/api';
 import { TraceState } from '@opentelemetry/core';
 import { JsonTraceSerializer, ProtobufTraceSerializer } from '@opentelemetry/otlp-transformer';
 import { resourceFromAttributes } from '@opentelemetry/resources';
@@ -46,9 +46,18 @@ function makeSpans(): { spans: ReadableSpan[]; provider: TracerProvider } {
   return { spans: memory.getFinishedSpans(), provider };
 }
 
-/** Encode → structured clone (what postMessage does) → decode. */
+/** Encode → structured clone with the bytes transferred (what postMessage does) → decode. */
 function roundTrip(encoder: SpanWireEncoder, decoder: SpanWireDecoder, spans: ReadableSpan[]): ReadableSpan[] {
-  return decoder.decode(structuredClone(encoder.encode(spans)));
+  const batch = encoder.encode(spans);
+  return decoder.decode(structuredClone(batch, { transfer: [batch.bytes] }));
+}
+
+/** One span carrying `attributes` (set through the SDK, so they are what a real span holds). */
+function spanWith(attributes: Record<string, unknown>, provider: TracerProvider): ReadableSpan {
+  const span = provider.getTracer('t').startSpan('s');
+  span.setAttributes(attributes as Attributes);
+  span.end();
+  return span as unknown as ReadableSpan;
 }
 
 describe('span wire format (export thread hand-off)', () => {
@@ -80,6 +89,86 @@ describe('span wire format (export thread hand-off)', () => {
     await provider.shutdown();
   });
 
+  it('moves the bytes to the receiver: after the transfer the sending side holds none of them', async () => {
+    const { spans, provider } = makeSpans();
+    const batch = new SpanWireEncoder().encode(spans);
+    expect(batch.length).toBeGreaterThan(0);
+    expect(batch.bytes.byteLength).toBeGreaterThanOrEqual(batch.length);
+    const received = structuredClone(batch, { transfer: [batch.bytes] });
+    expect(batch.bytes.byteLength).toBe(0);
+    expect(new SpanWireDecoder().decode(received)).toHaveLength(3);
+    await provider.shutdown();
+  });
+
+  it('sends each attribute key once per channel and refers to it by index afterwards', async () => {
+    const { spans, provider } = makeSpans();
+    const encoder = new SpanWireEncoder();
+    const decoder = new SpanWireDecoder();
+    const first = encoder.encode(spans);
+    expect(first.keys.map(([, key]) => key)).toContain('http.request.method');
+    decoder.decode(structuredClone(first));
+    const second = encoder.encode(spans);
+    expect(second.keys).toHaveLength(0);
+    // The bytes carry indexes, not the key text.
+    expect(Buffer.from(second.bytes, 0, second.length).includes('http.request.method')).toBe(false);
+    const decoded = decoder.decode(structuredClone(second));
+    expect(Buffer.from(ProtobufTraceSerializer.serializeRequest(decoded)!)).toEqual(Buffer.from(ProtobufTraceSerializer.serializeRequest(spans)!));
+    // A decoder that missed the definitions says so instead of inventing keys.
+    expect(() => new SpanWireDecoder().decode(structuredClone(encoder.encode(spans)))).toThrow(/never defined/);
+    await provider.shutdown();
+  });
+
+  it('round-trips every attribute value the SDK accepts, any length and script', async () => {
+    const provider = new TracerProvider();
+    const long = 'x'.repeat(5000);
+    const mixed = `${'a'.repeat(95)}é${'\u{1F600}'.repeat(40)}`;
+    const attributes = {
+      ascii: 'plain',
+      empty: '',
+      long,
+      mixed,
+      cjk: '追踪网关',
+      lone: 'a\uD800b',
+      int: 42,
+      negative: -7,
+      float: 0.1,
+      big: 2 ** 53 + 2,
+      nan: Number.NaN,
+      yes: true,
+      no: false,
+      strings: ['a', 'é', ''],
+      numbers: [1, 2.5, -0],
+      bools: [true, false],
+      withNull: ['a', null, 'b'],
+      bytes: new Uint8Array([0, 1, 254, 255]),
+      map: { nested: { deep: ['x', 1] }, flag: true },
+      nothing: null,
+    };
+    const span = spanWith(attributes, provider);
+    const [decoded] = roundTrip(new SpanWireEncoder(), new SpanWireDecoder(), [span]);
+    // A lone surrogate is not valid UTF-8: it arrives as U+FFFD, as OTLP/protobuf would send it anyway.
+    const { lone, ...rest } = decoded!.attributes;
+    const { lone: originalLone, ...originalRest } = span.attributes;
+    expect(rest).toEqual(originalRest);
+    expect(originalLone).toBe('a\uD800b');
+    expect(lone).toBe('a\uFFFDb');
+    expect(Buffer.from(ProtobufTraceSerializer.serializeRequest([decoded!])!)).toEqual(Buffer.from(ProtobufTraceSerializer.serializeRequest([span])!));
+    await provider.shutdown();
+  });
+
+  it('writes keys inline once the key table is full, and the batch still decodes', async () => {
+    const provider = new TracerProvider({ spanLimits: { attributeCountLimit: 10_000 } });
+    const many: Record<string, string> = {};
+    for (let i = 0; i < 5000; i++) many[`key.${i}`] = `v${i}`;
+    const span = spanWith(many, provider);
+    const encoder = new SpanWireEncoder();
+    const batch = encoder.encode([span]);
+    expect(batch.keys.length).toBeLessThan(5000);
+    const [decoded] = new SpanWireDecoder().decode(structuredClone(batch));
+    expect(decoded!.attributes).toEqual(span.attributes);
+    await provider.shutdown();
+  });
+
   it('defines resources and scopes again for a new receiver, also in the batch that was open', async () => {
     const { spans, provider } = makeSpans();
     const encoder = new SpanWireEncoder();
@@ -91,6 +180,7 @@ describe('span wire format (export thread hand-off)', () => {
     const batch = encoder.take()!;
     expect(batch.resources).toHaveLength(1);
     expect(batch.scopes).toHaveLength(2);
+    expect(batch.keys.map(([, key]) => key)).toContain('http.request.method');
     const decoded = new SpanWireDecoder().decode(structuredClone(batch));
     expect(Buffer.from(ProtobufTraceSerializer.serializeRequest(decoded)!)).toEqual(Buffer.from(ProtobufTraceSerializer.serializeRequest([spans[0]!, spans[2]!])!));
     await provider.shutdown();
