@@ -82,7 +82,7 @@ for (const dir of positionals) {
   };
   writeFileSync(join(work, 'gateway.json'), JSON.stringify(config));
   const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', OTEL_TRACES_SAMPLER: values.sampler, OTEL_EXPORTER_OTLP_ENDPOINT: `${sink.url}/${name}` };
-  const args = ['--max-semi-space-size=16', '--import', `./${dir}/src/telemetry/register.js`, `${dir}/src/main.js`, '--config', join(work, 'gateway.json')];
+  const args = ['--max-semi-space-size=16', '--no-allocation-site-pretenuring', '--import', `./${dir}/src/telemetry/register.js`, `${dir}/src/main.js`, '--config', join(work, 'gateway.json')];
   const proc = start(name, nodeBin, args, { cwd: ROOT, env });
   await waitForPort(proc, port, 30_000);
   const url = `http://127.0.0.1:${port}${REQUEST_PATH}`;

@@ -134,7 +134,7 @@ function gateway(id: number, name: string, sampler: string): TargetDef {
       writeFileSync(configFile, JSON.stringify(config, null, 2));
       const env = { ...baseEnv(), OTEL_TRACES_SAMPLER: sampler, OTEL_EXPORTER_OTLP_ENDPOINT: `${ctx.sinkUrl}/${key}` };
       // The production command line (README): a 16 MB young-generation semi-space bounds RSS.
-      const args = ['--max-semi-space-size=16', '--import', './dist/src/telemetry/register.js', 'dist/src/main.js', '--config', configFile];
+      const args = ['--max-semi-space-size=16', '--no-allocation-site-pretenuring', '--import', './dist/src/telemetry/register.js', 'dist/src/main.js', '--config', configFile];
       const proc = await nodeTarget(`gateway (${sampler})`, ctx, port, args, env, opts);
       return { url: `http://127.0.0.1:${port}${REQUEST_PATH}`, port, proc, sinkKey: key, logFile, stop: stopper(proc) };
     },
