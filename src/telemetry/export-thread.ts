@@ -1,10 +1,10 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import { TraceFlags } from '@opentelemetry/api';
 import { ExportResultCode, type ExportResult } from '@opentelemetry/core';
 import type { ReadableSpan } from '@opentelemetry/sdk-trace';
-import { ExportMonitor, type ExportLogger, type MonitoredExport, type MonitorOptions } from './export-monitor.js';
+import { BatchedExportProcessor, type SpanChannel } from './batched-export.js';
+import type { MonitorOptions } from './export-monitor.js';
 import type { ExportWorkerData, FromWorker, ToWorker } from './export-worker.js';
 import { SpanWireEncoder, type WireBatch } from './span-wire.js';
 
@@ -111,109 +111,51 @@ export class ExportThread {
   }
 }
 
-/**
- * Batches sampled spans for the export thread. Each span is encoded into the open batch as it
- * ends (span-wire.ts), so no span object waits in a queue and the request thread never stalls
- * to encode a whole batch; full batches (or whatever waited `scheduledDelayMillis`) go to the
- * thread as one transferred buffer. The OTEL_BSP_* limits apply as for the SDK's batch processor: at most
- * `maxQueueSize` spans waiting or in flight (more are dropped and counted), batches of at most
- * `maxExportBatchSize`, each answered within `exportTimeoutMillis` or counted as failed.
- */
-export class ThreadedExportProcessor implements MonitoredExport {
+/** Spans encoded with span-wire.ts, shipped through the export thread. */
+class ThreadChannel implements SpanChannel<WireBatch> {
   private readonly encoder = new SpanWireEncoder();
-  private readonly thread: ExportThread;
-  private readonly monitor: ExportMonitor;
-  private readonly maxQueueSize: number;
-  private readonly maxBatch: number;
-  private readonly delayMs: number;
-  private readonly timeoutMs: number;
-  private inFlight = 0;
-  private readonly sending = new Set<Promise<void>>();
-  private timer: NodeJS.Timeout | undefined;
-  private stopped = false;
+  readonly thread: ExportThread;
 
-  constructor(protocol: ExportWorkerData['protocol'], options: MonitorOptions) {
-    this.maxQueueSize = options.maxQueueSize;
-    this.maxBatch = Math.max(1, Math.min(options.maxExportBatchSize ?? 512, options.maxQueueSize));
-    this.delayMs = options.scheduledDelayMillis ?? 5000;
-    this.timeoutMs = options.exportTimeoutMillis ?? 30_000;
-    this.monitor = new ExportMonitor(options.maxQueueSize, options.logIntervalMs);
+  constructor(protocol: ExportWorkerData['protocol']) {
     this.thread = new ExportThread(protocol, () => this.encoder.forgetSent());
+  }
+
+  get size(): number {
+    return this.encoder.size;
+  }
+
+  prepare(): void {
+    this.thread.ensure();
+  }
+
+  add(span: ReadableSpan): void {
+    this.encoder.add(span);
+  }
+
+  take(): WireBatch | undefined {
+    return this.encoder.take();
+  }
+
+  send(batch: WireBatch, done: (result: ExportResult) => void): void {
+    this.thread.send(batch, done);
+  }
+
+  stop(): Promise<void> {
+    return this.thread.stop();
+  }
+}
+
+/**
+ * Batches sampled spans for the export thread, which serialises and sends them (used for
+ * OTLP http/json; http/protobuf is encoded on the request thread as spans end, otlp-proto.ts).
+ */
+export class ThreadedExportProcessor extends BatchedExportProcessor<WireBatch> {
+  constructor(protocol: ExportWorkerData['protocol'], options: MonitorOptions) {
+    super(new ThreadChannel(protocol), options);
   }
 
   /** The export thread (tests stop it to check recovery). */
   get exportThread(): ExportThread {
-    return this.thread;
-  }
-
-  bindMetrics(): void {
-    this.monitor.bindMetrics(() => this.encoder.size + this.inFlight);
-  }
-
-  setLogger(logger: ExportLogger): void {
-    this.monitor.setLogger(logger);
-  }
-
-  onStart(): void {}
-
-  onEnd(span: ReadableSpan): void {
-    if ((span.spanContext().traceFlags & TraceFlags.SAMPLED) === 0 || this.stopped) return;
-    if (this.encoder.size + this.inFlight >= this.maxQueueSize) {
-      this.monitor.dropped(1);
-      return;
-    }
-    if (this.encoder.size === 0) this.thread.ensure();
-    this.encoder.add(span);
-    if (this.encoder.size >= this.maxBatch) void this.send();
-    else if (this.timer === undefined) {
-      this.timer = setTimeout(this.onTimer, this.delayMs);
-      this.timer.unref();
-    }
-  }
-
-  private readonly onTimer = (): void => {
-    this.timer = undefined;
-    void this.send();
-  };
-
-  private send(): Promise<void> {
-    if (this.timer !== undefined) {
-      clearTimeout(this.timer);
-      this.timer = undefined;
-    }
-    const batch = this.encoder.take();
-    if (batch === undefined) return Promise.resolve();
-    const count = batch.spans;
-    const seq = this.monitor.nextBatch();
-    this.inFlight += count;
-    const sent = new Promise<void>((resolve) => {
-      let settled = false;
-      const finish = (result: ExportResult): void => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(deadline);
-        this.inFlight -= count;
-        this.monitor.exported(count, result, seq);
-        resolve();
-      };
-      const deadline = setTimeout(finish, this.timeoutMs, { code: ExportResultCode.FAILED, error: new Error(`export did not finish within ${this.timeoutMs} ms`) });
-      deadline.unref();
-      this.thread.send(batch, finish);
-    });
-    this.sending.add(sent);
-    void sent.then(() => this.sending.delete(sent));
-    return sent;
-  }
-
-  async forceFlush(): Promise<void> {
-    await this.send();
-    await Promise.all([...this.sending]);
-  }
-
-  async shutdown(): Promise<void> {
-    if (this.stopped) return;
-    await this.forceFlush();
-    this.stopped = true;
-    await this.thread.stop();
+    return (this.channel as ThreadChannel).thread;
   }
 }

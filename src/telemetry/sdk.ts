@@ -2,12 +2,12 @@ import { diag } from '@opentelemetry/api';
 import { getNumberFromEnv } from '@opentelemetry/core';
 import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
 import { OTLPTraceExporter as OTLPJsonTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
-import { OTLPTraceExporter as OTLPProtoTraceExporter } from '@opentelemetry/exporter-trace-otlp-proto';
 import { RuntimeNodeInstrumentation } from '@opentelemetry/instrumentation-runtime-node';
 import { NodeSDK } from '@opentelemetry/sdk-node';
 import { ConsoleSpanExporter, NoopSpanProcessor, type SpanProcessor } from '@opentelemetry/sdk-trace';
 import { MonitoredSpanProcessor, type ExportLogger, type MonitoredExport, type MonitorOptions } from './export-monitor.js';
 import { exportThreadAvailable, ThreadedExportProcessor } from './export-thread.js';
+import { OtlpProtoExportProcessor } from './otlp-proto.js';
 import { TraceStore } from '../lookup/store.js';
 import { propagatorFromEnv } from '../tracing/propagators.js';
 import { gatewayMetrics } from './histograms.js';
@@ -52,11 +52,12 @@ function spanExportFromEnv(env: NodeJS.ProcessEnv, options: MonitorOptions): { p
   const where = endpoint ?? 'http://localhost:4318';
   const wire = protocol === 'http/json' ? 'http/json' : 'http/protobuf';
   if (protocol !== wire) diag.warn(`OTLP traces protocol "${protocol}" is not supported by the gateway; using http/protobuf`);
-  // Serialising and sending run on their own thread, off the request path (unless the sources
-  // are run uncompiled, where the thread's module does not exist).
+  // Protobuf: each span is written as its OTLP message when it ends, on this thread (cheaper
+  // than handing it to another thread). JSON: serialised and sent on the export thread (unless
+  // the sources are run uncompiled, where the thread's module does not exist).
+  if (wire === 'http/protobuf') return { processor: new OtlpProtoExportProcessor(options), target: `otlp ${wire} → ${where}` };
   if (exportThreadAvailable()) return { processor: new ThreadedExportProcessor(wire, options), target: `otlp ${wire} → ${where} (export thread)` };
-  const exporter = wire === 'http/json' ? new OTLPJsonTraceExporter() : new OTLPProtoTraceExporter();
-  return { processor: new MonitoredSpanProcessor(exporter, options), target: `otlp ${wire} → ${where}` };
+  return { processor: new MonitoredSpanProcessor(new OTLPJsonTraceExporter(), options), target: `otlp ${wire} → ${where}` };
 }
 
 /**

@@ -1,63 +1,14 @@
-import { SpanKind, SpanStatusCode, ROOT_CONTEXT, trace, type Attributes, type Tracer } from '@opentelemetry/api';
-import { TraceState } from '@opentelemetry/core';
+import { SpanStatusCode } from '@opentelemetry/api';
 import { JsonTraceSerializer, ProtobufTraceSerializer } from '@opentelemetry/otlp-transformer';
-import { resourceFromAttributes } from '@opentelemetry/resources';
-import { InMemorySpanExporter, SimpleSpanProcessor, TracerProvider, type ReadableSpan } from '@opentelemetry/sdk-trace';
+import { TracerProvider, type ReadableSpan } from '@opentelemetry/sdk-trace';
 import { describe, expect, it } from 'vitest';
 import { SpanWireDecoder, SpanWireEncoder } from '../../src/telemetry/span-wire.js';
-
-/** Real SDK spans covering every field the OTLP serialisers read. */
-function makeSpans(): { spans: ReadableSpan[]; provider: TracerProvider } {
-  const memory = new InMemorySpanExporter();
-  const provider = new TracerProvider({
-    resource: resourceFromAttributes({ 'service.name': 'gw', 'deployment.environment.name': 'test', 'host.cores': 2 }),
-    spanProcessors: [new SimpleSpanProcessor({ exporter: memory })],
-  });
-  const tracer: Tracer = provider.getTracer('tracing-gateway', '1.2.3', { schemaUrl: 'https://opentelemetry.io/schemas/1.30.0' });
-  const other = provider.getTracer('another-scope');
-  const remoteParent = trace.setSpanContext(ROOT_CONTEXT, {
-    traceId: '0af7651916cd43dd8448eb211c80319c',
-    spanId: 'b7ad6b7169203331',
-    traceFlags: 1,
-    isRemote: true,
-    traceState: new TraceState('congo=t61rcWkgMzE,rojo=00f067aa0ba902b7'),
-  });
-  const server = tracer.startSpan(
-    'GET /api/*',
-    {
-      kind: SpanKind.SERVER,
-      attributes: { 'http.request.method': 'GET', 'url.path': '/api/é/\u{1F600}', 'server.port': 8080, 'gateway.flag': true, 'list.s': ['a', 'b'], 'list.n': [1, 2.5] },
-      links: [
-        { context: { traceId: '11111111111111111111111111111111', spanId: '2222222222222222', traceFlags: 0, isRemote: true }, attributes: { 'gateway.link.reason': 'untrusted_inbound_context' } },
-        { context: { traceId: '33333333333333333333333333333333', spanId: '4444444444444444', traceFlags: 1, traceState: new TraceState('a=1') } },
-      ],
-    },
-    remoteParent,
-  );
-  const client = tracer.startSpan('GET', { kind: SpanKind.CLIENT, attributes: { 'url.full': 'http://127.0.0.1:1/x' } }, trace.setSpan(ROOT_CONTEXT, server));
-  client.recordException(Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }));
-  client.addEvent('retry', { attempt: 2 });
-  client.setStatus({ code: SpanStatusCode.ERROR, message: 'upstream refused' });
-  client.end();
-  server.setStatus({ code: SpanStatusCode.OK });
-  server.end();
-  const root = other.startSpan('internal work');
-  root.end();
-  return { spans: memory.getFinishedSpans(), provider };
-}
+import { EVERY_VALUE_KIND, makeSpans, spanWith } from '../helpers/sdk-spans.js';
 
 /** Encode → structured clone with the bytes transferred (what postMessage does) → decode. */
 function roundTrip(encoder: SpanWireEncoder, decoder: SpanWireDecoder, spans: ReadableSpan[]): ReadableSpan[] {
   const batch = encoder.encode(spans);
   return decoder.decode(structuredClone(batch, { transfer: [batch.bytes] }));
-}
-
-/** One span carrying `attributes` (set through the SDK, so they are what a real span holds). */
-function spanWith(attributes: Record<string, unknown>, provider: TracerProvider): ReadableSpan {
-  const span = provider.getTracer('t').startSpan('s');
-  span.setAttributes(attributes as Attributes);
-  span.end();
-  return span as unknown as ReadableSpan;
 }
 
 describe('span wire format (export thread hand-off)', () => {
@@ -120,31 +71,7 @@ describe('span wire format (export thread hand-off)', () => {
 
   it('round-trips every attribute value the SDK accepts, any length and script', async () => {
     const provider = new TracerProvider();
-    const long = 'x'.repeat(5000);
-    const mixed = `${'a'.repeat(95)}é${'\u{1F600}'.repeat(40)}`;
-    const attributes = {
-      ascii: 'plain',
-      empty: '',
-      long,
-      mixed,
-      cjk: '追踪网关',
-      lone: 'a\uD800b',
-      int: 42,
-      negative: -7,
-      float: 0.1,
-      big: 2 ** 53 + 2,
-      nan: Number.NaN,
-      yes: true,
-      no: false,
-      strings: ['a', 'é', ''],
-      numbers: [1, 2.5, -0],
-      bools: [true, false],
-      withNull: ['a', null, 'b'],
-      bytes: new Uint8Array([0, 1, 254, 255]),
-      map: { nested: { deep: ['x', 1] }, flag: true },
-      nothing: null,
-    };
-    const span = spanWith(attributes, provider);
+    const span = spanWith(EVERY_VALUE_KIND, provider);
     const [decoded] = roundTrip(new SpanWireEncoder(), new SpanWireDecoder(), [span]);
     // A lone surrogate is not valid UTF-8: it arrives as U+FFFD, as OTLP/protobuf would send it anyway.
     const { lone, ...rest } = decoded!.attributes;

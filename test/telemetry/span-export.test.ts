@@ -1,5 +1,6 @@
-// The export thread as the gateway runs it: the compiled module (dist/) sends real SDK spans
-// through a real worker thread to a real OTLP receiver.
+// Span export as the gateway runs it: the compiled modules (dist/) send real SDK spans to a real
+// OTLP receiver, through the export thread (http/json, and http/protobuf) or encoded on this
+// thread as OTLP protobuf (the gateway's http/protobuf path).
 import { once } from 'node:events';
 import { createServer } from 'node:net';
 import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
@@ -10,14 +11,18 @@ import { startOtlpReceiver, type OtlpReceiver } from '../helpers/otlp-receiver.j
 
 type Processor = import('../../src/telemetry/export-thread.js').ThreadedExportProcessor;
 type ThreadModule = typeof import('../../src/telemetry/export-thread.js');
+type ProtoModule = typeof import('../../src/telemetry/otlp-proto.js');
+type AnyProcessor = Pick<Processor, 'onEnd' | 'forceFlush' | 'shutdown' | 'setLogger'>;
 
 let receiver: OtlpReceiver;
 let mod: ThreadModule;
+let proto: ProtoModule;
 const saved = { endpoint: process.env.OTEL_EXPORTER_OTLP_ENDPOINT, timeout: process.env.OTEL_EXPORTER_OTLP_TIMEOUT };
 
 beforeAll(async () => {
   receiver = await startOtlpReceiver();
   mod = (await import(new URL('../../dist/src/telemetry/export-thread.js', import.meta.url).href)) as ThreadModule;
+  proto = (await import(new URL('../../dist/src/telemetry/otlp-proto.js', import.meta.url).href)) as ProtoModule;
 });
 
 afterAll(async () => {
@@ -34,19 +39,25 @@ interface Logged {
   msg: string;
 }
 
-/** The export thread reads OTEL_* when it starts, as the gateway's own thread does. */
-function processorTo(endpoint: string, opts: { protocol?: 'http/protobuf' | 'http/json'; timeoutMs?: number; maxQueueSize?: number; batch?: number } = {}): { p: Processor; logs: Logged[] } {
+type Route = 'export thread' | 'request thread';
+type Options = { protocol?: 'http/protobuf' | 'http/json'; timeoutMs?: number; maxQueueSize?: number; batch?: number };
+
+/** Both read OTEL_* when they start, as the gateway's do. */
+function exportTo<P extends AnyProcessor>(make: (options: import('../../src/telemetry/export-monitor.js').MonitorOptions) => P, endpoint: string, opts: Options): { p: P; logs: Logged[] } {
   process.env.OTEL_EXPORTER_OTLP_ENDPOINT = endpoint;
   process.env.OTEL_EXPORTER_OTLP_TIMEOUT = String(opts.timeoutMs ?? 10_000);
-  const p = new mod.ThreadedExportProcessor(opts.protocol ?? 'http/protobuf', {
-    maxQueueSize: opts.maxQueueSize ?? 2048,
-    maxExportBatchSize: opts.batch ?? 128,
-    scheduledDelayMillis: 60_000,
-    logIntervalMs: 0,
-  });
+  const p = make({ maxQueueSize: opts.maxQueueSize ?? 2048, maxExportBatchSize: opts.batch ?? 128, scheduledDelayMillis: 60_000, logIntervalMs: 0 });
   const logs: Logged[] = [];
   p.setLogger({ warn: (obj, msg) => logs.push({ level: 'warn', obj: obj as Record<string, unknown>, msg }), info: (obj, msg) => logs.push({ level: 'info', obj: obj as Record<string, unknown>, msg }) });
   return { p, logs };
+}
+
+function processorTo(endpoint: string, opts: Options = {}): { p: Processor; logs: Logged[] } {
+  return exportTo((o) => new mod.ThreadedExportProcessor(opts.protocol ?? 'http/protobuf', o), endpoint, opts);
+}
+
+function exporterOn(route: Route, endpoint: string, opts: Options = {}): { p: AnyProcessor; logs: Logged[] } {
+  return route === 'export thread' ? processorTo(endpoint, opts) : exportTo((o) => new proto.OtlpProtoExportProcessor(o), endpoint, opts);
 }
 
 function makeSpans(n: number, tag: string): ReadableSpan[] {
@@ -68,10 +79,14 @@ function named(tag: string) {
   return (all: OtlpReceiver['spans']) => all.filter((s) => s.name === `GET /${tag}`);
 }
 
-describe('span export thread', () => {
-  it.each(['http/protobuf', 'http/json'] as const)('delivers every span, unchanged, in full batches and a flushed rest, over %s', async (protocol) => {
-    const { p, logs } = processorTo(receiver.url, { protocol });
-    const tag = protocol === 'http/json' ? 'json' : 'proto';
+describe('span export', () => {
+  it.each([
+    ['export thread', 'http/protobuf'],
+    ['export thread', 'http/json'],
+    ['request thread', 'http/protobuf'],
+  ] as const)('delivers every span, unchanged, in full batches and a flushed rest (%s, %s)', async (route, protocol) => {
+    const { p, logs } = exporterOn(route, receiver.url, { protocol });
+    const tag = `${route === 'export thread' ? 't' : 'r'}-${protocol === 'http/json' ? 'json' : 'proto'}`;
     const spans = makeSpans(300, tag);
     const requestsBefore = receiver.requests.length;
     for (const span of spans) p.onEnd(span);
@@ -90,14 +105,14 @@ describe('span export thread', () => {
     await p.shutdown();
   });
 
-  it('counts and reports a failed batch when the collector cannot be reached', async () => {
+  it.each(['export thread', 'request thread'] as const)('counts and reports a failed batch when the collector cannot be reached (%s)', async (route) => {
     const closed = createServer();
     closed.listen(0, '127.0.0.1');
     await once(closed, 'listening');
     const port = (closed.address() as { port: number }).port;
     closed.close();
     // A short export timeout: the exporter retries a refused connection until it runs out.
-    const { p, logs } = processorTo(`http://127.0.0.1:${port}`, { timeoutMs: 1500 });
+    const { p, logs } = exporterOn(route, `http://127.0.0.1:${port}`, { timeoutMs: 1500 });
     for (const span of makeSpans(3, 'down')) p.onEnd(span);
     await p.forceFlush();
     expect(logs).toHaveLength(1);
@@ -105,12 +120,13 @@ describe('span export thread', () => {
     await p.shutdown();
   });
 
-  it('drops (and reports) spans beyond the queue limit instead of growing', async () => {
-    const { p, logs } = processorTo(receiver.url, { maxQueueSize: 10, batch: 100 });
-    for (const span of makeSpans(15, 'full')) p.onEnd(span);
+  it.each(['export thread', 'request thread'] as const)('drops (and reports) spans beyond the queue limit instead of growing (%s)', async (route) => {
+    const tag = route === 'export thread' ? 'full-t' : 'full-r';
+    const { p, logs } = exporterOn(route, receiver.url, { maxQueueSize: 10, batch: 100 });
+    for (const span of makeSpans(15, tag)) p.onEnd(span);
     expect(logs.at(-1)).toMatchObject({ level: 'warn', obj: { dropped_spans: 1 } });
     await p.forceFlush();
-    expect(named('full')(await receiver.waitFor((all) => named('full')(all).length >= 10))).toHaveLength(10);
+    expect(named(tag)(await receiver.waitFor((all) => named(tag)(all).length >= 10))).toHaveLength(10);
     await p.shutdown();
   });
 
