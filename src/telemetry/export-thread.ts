@@ -5,7 +5,7 @@ import { ExportResultCode, type ExportResult } from '@opentelemetry/core';
 import type { ReadableSpan } from '@opentelemetry/sdk-trace';
 import { BatchedExportProcessor, type SpanChannel } from './batched-export.js';
 import type { MonitorOptions } from './export-monitor.js';
-import type { ExportWorkerData, FromWorker, ToWorker } from './export-worker.js';
+import type { FromWorker, ToWorker } from './export-worker.js';
 import { SpanWireEncoder, type WireBatch } from './span-wire.js';
 
 const WORKER_URL = new URL('./export-worker.js', import.meta.url);
@@ -25,10 +25,7 @@ export class ExportThread {
   private nextId = 1;
   private readonly pending = new Map<number, (message: FromWorker) => void>();
 
-  constructor(
-    private readonly protocol: ExportWorkerData['protocol'],
-    private readonly onRestart: () => void,
-  ) {
+  constructor(private readonly onRestart: () => void) {
     // Started now, while the gateway starts: the first batch must not wait for the thread to load.
     this.thread();
   }
@@ -40,9 +37,7 @@ export class ExportThread {
 
   private thread(): Worker {
     if (this.worker !== undefined) return this.worker;
-    const workerData: ExportWorkerData = { protocol: this.protocol };
     const worker = new Worker(WORKER_URL, {
-      workerData,
       name: 'span-export',
       // Not the parent's `--import …/register.js`: that would start an SDK (and another export
       // thread) inside this thread.
@@ -116,8 +111,8 @@ class ThreadChannel implements SpanChannel<WireBatch> {
   private readonly encoder = new SpanWireEncoder();
   readonly thread: ExportThread;
 
-  constructor(protocol: ExportWorkerData['protocol']) {
-    this.thread = new ExportThread(protocol, () => this.encoder.forgetSent());
+  constructor() {
+    this.thread = new ExportThread(() => this.encoder.forgetSent());
   }
 
   get size(): number {
@@ -146,12 +141,12 @@ class ThreadChannel implements SpanChannel<WireBatch> {
 }
 
 /**
- * Batches sampled spans for the export thread, which serialises and sends them (used for
- * OTLP http/json; http/protobuf is encoded on the request thread as spans end, otlp-proto.ts).
+ * Batches sampled spans for the export thread, which serialises them as OTLP http/json and sends
+ * them (http/protobuf is written on the request thread as spans end, otlp-proto.ts).
  */
 export class ThreadedExportProcessor extends BatchedExportProcessor<WireBatch> {
-  constructor(protocol: ExportWorkerData['protocol'], options: MonitorOptions) {
-    super(new ThreadChannel(protocol), options);
+  constructor(options: MonitorOptions) {
+    super(new ThreadChannel(), options);
   }
 
   /** The export thread (tests stop it to check recovery). */

@@ -1,15 +1,11 @@
-// The span export thread: rebuilds each batch sent by ThreadedExportProcessor and hands it to the
-// standard OTLP exporter, which serialises it and sends it to the collector. All OTLP settings
+// The span export thread for OTLP http/json: rebuilds each batch sent by ThreadedExportProcessor
+// and hands it to the standard OTLP JSON exporter, which serialises it and sends it to the
+// collector. (http/protobuf is written on the request thread as spans end: otlp-proto.ts.) All OTLP settings
 // come from the same OTEL_* environment as the main thread (a worker gets a copy of it).
-import { parentPort, workerData } from 'node:worker_threads';
+import { parentPort } from 'node:worker_threads';
 import { ExportResultCode } from '@opentelemetry/core';
-import { OTLPTraceExporter as OTLPJsonTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
-import { OTLPTraceExporter as OTLPProtoTraceExporter } from '@opentelemetry/exporter-trace-otlp-proto';
+import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { SpanWireDecoder, type WireBatch } from './span-wire.js';
-
-export interface ExportWorkerData {
-  protocol: 'http/protobuf' | 'http/json';
-}
 
 /** Main thread → worker. */
 export type ToWorker = { type: 'export'; id: number; batch: WireBatch } | { type: 'shutdown'; id: number };
@@ -23,8 +19,7 @@ export interface FromWorker {
 const port = parentPort;
 if (port === null) throw new Error('export-worker.js runs as a worker thread only');
 
-const { protocol } = workerData as ExportWorkerData;
-const exporter = protocol === 'http/json' ? new OTLPJsonTraceExporter() : new OTLPProtoTraceExporter();
+const exporter = new OTLPTraceExporter();
 const decoder = new SpanWireDecoder();
 
 function reply(message: FromWorker): void {

@@ -56,7 +56,7 @@ function spanExportFromEnv(env: NodeJS.ProcessEnv, options: MonitorOptions): { p
   // than handing it to another thread). JSON: serialised and sent on the export thread (unless
   // the sources are run uncompiled, where the thread's module does not exist).
   if (wire === 'http/protobuf') return { processor: new OtlpProtoExportProcessor(options), target: `otlp ${wire} → ${where}` };
-  if (exportThreadAvailable()) return { processor: new ThreadedExportProcessor(wire, options), target: `otlp ${wire} → ${where} (export thread)` };
+  if (exportThreadAvailable()) return { processor: new ThreadedExportProcessor(options), target: `otlp ${wire} → ${where} (export thread)` };
   return { processor: new MonitoredSpanProcessor(new OTLPJsonTraceExporter(), options), target: `otlp ${wire} → ${where}` };
 }
 

@@ -1,6 +1,6 @@
 // Span export as the gateway runs it: the compiled modules (dist/) send real SDK spans to a real
-// OTLP receiver, through the export thread (http/json, and http/protobuf) or encoded on this
-// thread as OTLP protobuf (the gateway's http/protobuf path).
+// OTLP receiver, as OTLP protobuf written on this thread (http/protobuf) or through the export
+// thread (http/json).
 import { once } from 'node:events';
 import { createServer } from 'node:net';
 import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
@@ -40,7 +40,7 @@ interface Logged {
 }
 
 type Route = 'export thread' | 'request thread';
-type Options = { protocol?: 'http/protobuf' | 'http/json'; timeoutMs?: number; maxQueueSize?: number; batch?: number };
+type Options = { timeoutMs?: number; maxQueueSize?: number; batch?: number };
 
 /** Both read OTEL_* when they start, as the gateway's do. */
 function exportTo<P extends AnyProcessor>(make: (options: import('../../src/telemetry/export-monitor.js').MonitorOptions) => P, endpoint: string, opts: Options): { p: P; logs: Logged[] } {
@@ -53,7 +53,7 @@ function exportTo<P extends AnyProcessor>(make: (options: import('../../src/tele
 }
 
 function processorTo(endpoint: string, opts: Options = {}): { p: Processor; logs: Logged[] } {
-  return exportTo((o) => new mod.ThreadedExportProcessor(opts.protocol ?? 'http/protobuf', o), endpoint, opts);
+  return exportTo((o) => new mod.ThreadedExportProcessor(o), endpoint, opts);
 }
 
 function exporterOn(route: Route, endpoint: string, opts: Options = {}): { p: AnyProcessor; logs: Logged[] } {
@@ -81,12 +81,11 @@ function named(tag: string) {
 
 describe('span export', () => {
   it.each([
-    ['export thread', 'http/protobuf'],
     ['export thread', 'http/json'],
     ['request thread', 'http/protobuf'],
   ] as const)('delivers every span, unchanged, in full batches and a flushed rest (%s, %s)', async (route, protocol) => {
-    const { p, logs } = exporterOn(route, receiver.url, { protocol });
-    const tag = `${route === 'export thread' ? 't' : 'r'}-${protocol === 'http/json' ? 'json' : 'proto'}`;
+    const { p, logs } = exporterOn(route, receiver.url);
+    const tag = protocol === 'http/json' ? 'json' : 'proto';
     const spans = makeSpans(300, tag);
     const requestsBefore = receiver.requests.length;
     for (const span of spans) p.onEnd(span);
