@@ -96,20 +96,24 @@ class ProtoWriter {
 
   string(s: string): void {
     const n = s.length;
-    let ascii = true;
-    for (let i = 0; i < n; i++) {
-      if (s.charCodeAt(i) > 127) {
-        ascii = false;
-        break;
-      }
+    // Most strings are ASCII: written in one pass, character by character; on the first other
+    // character the write is undone and the string goes through the UTF-8 encoder instead.
+    const start = this.pos;
+    this.varint(n);
+    this.reserve(n);
+    const buf = this.buf;
+    const at = this.pos;
+    let i = 0;
+    for (; i < n; i++) {
+      const c = s.charCodeAt(i);
+      if (c > 127) break;
+      buf[at + i] = c;
     }
-    if (ascii) {
-      this.varint(n);
-      this.reserve(n);
-      const buf = this.buf;
-      for (let i = 0; i < n; i++) buf[this.pos++] = s.charCodeAt(i);
+    if (i === n) {
+      this.pos = at + n;
       return;
     }
+    this.pos = start;
     const bytes = Buffer.byteLength(s, 'utf8');
     this.varint(bytes);
     this.reserve(bytes);
