@@ -217,25 +217,15 @@ function writeAnyValue(w: ProtoWriter, value: unknown): void {
     }
     w.end(list);
   } else if (value !== null) {
+    // A KeyValueList: its `values` (field 1) are KeyValues, as attributes are.
     w.tag(6, 2);
     const list = w.begin();
-    const map = value as Record<string, unknown>;
-    for (const key in map) {
-      if (!Object.prototype.hasOwnProperty.call(map, key)) continue;
-      w.tag(1, 2);
-      const kv = w.begin();
-      w.tag(1, 2);
-      w.string(key);
-      w.tag(2, 2);
-      const at = w.begin();
-      writeAnyValue(w, map[key]);
-      w.end(at);
-      w.end(kv);
-    }
+    writeAttributes(w, value as Attributes, 1);
     w.end(list);
   }
 }
 
+/** Each attribute as a KeyValue (key = 1, value = 2) in repeated field `field`. */
 function writeAttributes(w: ProtoWriter, attributes: Attributes, field: number): void {
   for (const key in attributes) {
     if (!Object.prototype.hasOwnProperty.call(attributes, key)) continue;
