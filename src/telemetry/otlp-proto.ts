@@ -14,7 +14,7 @@ import { BatchedExportProcessor, type SpanChannel } from './batched-export.js';
 import type { MonitorOptions } from './export-monitor.js';
 
 /** A protobuf writer over one growing buffer; lengths are back-filled after the content. */
-class ProtoWriter {
+export class ProtoWriter {
   buf: Buffer;
   pos = 0;
 
@@ -260,7 +260,7 @@ function writeEvent(w: ProtoWriter, event: TimedEvent): void {
 }
 
 /** One `Span` message (ScopeSpans field 2), tag and length included. */
-function writeSpan(w: ProtoWriter, span: ReadableSpan): void {
+export function writeSpan(w: ProtoWriter, span: ReadableSpan): void {
   w.tag(2, 2);
   const at = w.begin();
   const ctx = span.spanContext();

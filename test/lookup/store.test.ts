@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SpanKind } from '@opentelemetry/api';
+import { SpanKind, SpanStatusCode, ROOT_CONTEXT, trace } from '@opentelemetry/api';
+import { resourceFromAttributes } from '@opentelemetry/resources';
 import { TracerProvider } from '@opentelemetry/sdk-trace';
-import { TraceStore, estimateSpanBytes } from '../../src/lookup/store.js';
+import { TraceStore } from '../../src/lookup/store.js';
 import { parseExposition } from '../helpers/exposition.js';
 import { send } from '../helpers/http.js';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js';
@@ -23,8 +24,8 @@ describe('the embedded store in a running gateway', () => {
     const routes = [{ name: 'users', prefix: '/api', url: upstream.url }];
     [byCount, byBytes] = await Promise.all([
       startAdminGateway(routes, { store: { maxSpans: 4, maxBytes: 33_554_432 } }),
-      // About four of the gateway's spans (~1.6 KB estimated each).
-      startAdminGateway(routes, { store: { maxSpans: 1000, maxBytes: 7000 } }),
+      // About four of the gateway's spans (~360 bytes each, encoded).
+      startAdminGateway(routes, { store: { maxSpans: 1000, maxBytes: 1500 } }),
     ]);
   });
 
@@ -47,15 +48,15 @@ describe('the embedded store in a running gateway', () => {
     const m = await storeMetrics(byCount);
     expect(m.spans).toBe(4);
     expect(m.evicted).toBe(6);
-    expect(m.bytes).toBeGreaterThan(4 * 1000);
-    expect(m.bytes).toBeLessThan(4 * 4000);
+    expect(m.bytes).toBeGreaterThan(4 * 200);
+    expect(m.bytes).toBeLessThan(4 * 1000);
   });
 
   it('evicts the oldest spans by bytes, never holding more than maxBytes', async () => {
     const traces: string[] = [];
     for (let i = 0; i < 6; i++) traces.push((await tracedRequest(byBytes, `/api/${i}`)).traceId);
     const m = await storeMetrics(byBytes);
-    expect(m.bytes).toBeLessThanOrEqual(7000);
+    expect(m.bytes).toBeLessThanOrEqual(1500);
     expect(m.spans).toBeGreaterThanOrEqual(2);
     expect(m.spans).toBeLessThan(12);
     expect(m.evicted).toBe(12 - m.spans);
@@ -112,14 +113,50 @@ describe('TraceStore with the real SDK', () => {
     expect(store.stats().bytes).toBeLessThanOrEqual(8000);
   });
 
-  it('estimates grow with what the span holds', () => {
+  it('gives back what the SDK span held: ids, parent, service, kind, times, status, attributes of every kind, events', () => {
     const store = new TraceStore({ maxSpans: 10, maxBytes: 1e9 });
-    const tracer = new TracerProvider({ spanProcessors: [store] }).getTracer('t');
-    const a = tracer.startSpan('a', { attributes: { k: 'v' } });
-    const b = tracer.startSpan('a', { attributes: { k: 'v'.repeat(1000) } });
-    a.end();
-    b.end();
-    const [sa, sb] = [a, b].map((s) => estimateSpanBytes(s as unknown as Parameters<typeof estimateSpanBytes>[0]));
-    expect(sb! - sa!).toBe(999);
+    const provider = new TracerProvider({ resource: resourceFromAttributes({ 'service.name': 'gw-store' }), spanProcessors: [store] });
+    const tracer = provider.getTracer('t');
+    const parent = tracer.startSpan('parent', { kind: SpanKind.SERVER });
+    const attributes = { s: 'é\u{1F600}', i: 42, neg: -7, big: -(2 ** 60), d: 0.25, b: false, list: ['a', 'b'], nums: [1, 2.5], map: { k: ['x', 1] } };
+    const child = tracer.startSpan('GET', { kind: SpanKind.CLIENT, attributes }, trace.setSpan(ROOT_CONTEXT, parent));
+    child.recordException(new Error('refused'));
+    child.setStatus({ code: SpanStatusCode.ERROR, message: 'upstream refused' });
+    child.end();
+    parent.end();
+    const sdk = child as unknown as import('@opentelemetry/sdk-trace').ReadableSpan;
+    const [got, gotParent] = store.spansOf(child.spanContext().traceId);
+    const hrMs = (t: [number, number]) => t[0] * 1e3 + t[1] / 1e6;
+    expect(got).toMatchObject({
+      traceId: sdk.spanContext().traceId,
+      spanId: sdk.spanContext().spanId,
+      parentSpanId: parent.spanContext().spanId,
+      service: 'gw-store',
+      name: 'GET',
+      kind: 'CLIENT',
+      status: 'ERROR',
+      statusMessage: 'upstream refused',
+      attributes,
+    });
+    expect(got!.startMs).toBeCloseTo(hrMs(sdk.startTime), 3);
+    expect(got!.durationMs).toBeCloseTo(hrMs(sdk.duration), 3);
+    expect(got!.events).toEqual([{ name: 'exception', attributes: sdk.events[0]!.attributes }]);
+    expect(gotParent).toMatchObject({ kind: 'SERVER', parentSpanId: undefined, status: 'UNSET', statusMessage: undefined, events: [] });
+    expect(store.stats().oldestStartMs).toBeCloseTo(hrMs(sdk.startTime), 3);
+  });
+
+  it('keeps spans across many wraps of its buffer, growing it up to maxBytes and never past', () => {
+    const { store, request } = setup(100_000, 300 * 1024);
+    const ids: string[] = [];
+    for (let i = 0; i < 5000; i++) ids.push(request(`r${i}`, { 'url.path': `/items/${'x'.repeat(i % 300)}` }));
+    const stats = store.stats();
+    expect(stats.bytes).toBeLessThanOrEqual(300 * 1024);
+    expect(stats.spans + stats.evicted).toBe(5000);
+    // The newest spans are all there, in order, and decode to their own request IDs.
+    for (let i = 5000 - stats.spans; i < 5000; i += 97) {
+      expect(store.spansOf(ids[i]!)[0]!.attributes['gateway.request_id']).toBe(`r${i}`);
+      expect(store.traceIdsForRequest(`r${i}`)).toEqual([ids[i]]);
+    }
+    expect(store.spansOf(ids[0]!)).toEqual([]);
   });
 });
