@@ -176,6 +176,8 @@ function spanBounds(buf: Buffer, at: number): ProtoReader {
 
 function decodeSpan(buf: Buffer, at: number, service: string): SpanData {
   const r = spanBounds(buf, at);
+  const attributes: Record<string, unknown> = {};
+  const events: Array<{ name: string; attributes: Record<string, unknown> }> = [];
   const data: SpanData = {
     traceId: '',
     spanId: '',
@@ -187,11 +189,9 @@ function decodeSpan(buf: Buffer, at: number, service: string): SpanData {
     durationMs: 0,
     status: 'UNSET',
     statusMessage: undefined,
-    attributes: {},
-    events: [],
+    attributes,
+    events,
   };
-  const attributes: Record<string, unknown> = {};
-  const events: Array<{ name: string; attributes: Record<string, unknown> }> = [];
   let startNs = 0;
   let endNs = 0;
   while (r.pos < r.end) {
@@ -251,8 +251,6 @@ function decodeSpan(buf: Buffer, at: number, service: string): SpanData {
   }
   data.startMs = startNs / 1e6;
   data.durationMs = (endNs - startNs) / 1e6;
-  data.attributes = attributes;
-  data.events = events;
   return data;
 }
 

@@ -4,7 +4,7 @@
 // transport (otlp-exporter-base: OTEL_EXPORTER_OTLP_* endpoint, headers, timeout, compression,
 // retries) sends it. The bytes are exactly what the SDK's own serializer produces for the same
 // spans (test/telemetry/otlp-proto.test.ts compares them), field for field and in the same order.
-import type { Attributes, HrTime } from '@opentelemetry/api';
+import type { Attributes, HrTime, SpanContext } from '@opentelemetry/api';
 import type { ExportResult, InstrumentationScope } from '@opentelemetry/core';
 import { convertLegacyHttpOptions, createOtlpHttpExportDelegate } from '@opentelemetry/otlp-exporter-base/node-http';
 import { ProtobufTraceSerializer, type ISerializer } from '@opentelemetry/otlp-transformer';
@@ -259,20 +259,25 @@ function writeEvent(w: ProtoWriter, event: TimedEvent): void {
   w.end(at);
 }
 
+/** trace_id = 1, span_id = 2, trace_state = 3: the same fields in a Span and in a Link. */
+function writeContext(w: ProtoWriter, sc: SpanContext): void {
+  w.tag(1, 2);
+  w.hex(sc.traceId);
+  w.tag(2, 2);
+  w.hex(sc.spanId);
+  const traceState = sc.traceState?.serialize();
+  if (traceState) {
+    w.tag(3, 2);
+    w.string(traceState);
+  }
+}
+
 /** One `Span` message (ScopeSpans field 2), tag and length included. */
 export function writeSpan(w: ProtoWriter, span: ReadableSpan): void {
   w.tag(2, 2);
   const at = w.begin();
   const ctx = span.spanContext();
-  w.tag(1, 2);
-  w.hex(ctx.traceId);
-  w.tag(2, 2);
-  w.hex(ctx.spanId);
-  const traceState = ctx.traceState?.serialize();
-  if (traceState) {
-    w.tag(3, 2);
-    w.string(traceState);
-  }
+  writeContext(w, ctx);
   const parent = span.parentSpanContext;
   if (parent?.spanId) {
     w.tag(4, 2);
@@ -300,15 +305,7 @@ export function writeSpan(w: ProtoWriter, span: ReadableSpan): void {
     w.tag(13, 2);
     const l = w.begin();
     const lc = link.context;
-    w.tag(1, 2);
-    w.hex(lc.traceId);
-    w.tag(2, 2);
-    w.hex(lc.spanId);
-    const linkState = lc.traceState?.serialize();
-    if (linkState) {
-      w.tag(3, 2);
-      w.string(linkState);
-    }
+    writeContext(w, lc);
     if (link.attributes) writeAttributes(w, link.attributes, 4);
     w.tag(5, 0);
     w.varint(link.droppedAttributesCount || 0);
