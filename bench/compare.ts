@@ -3,10 +3,12 @@
 // machine's drifting background load hits them alike. Reports per-build medians and the paired
 // ratio to the first build (window i of a build against window i of the first).
 //
-//   node bench/compare.ts [--rounds N] [--duration S] [--connections C] [--sampler S] DIR [DIR ...]
+//   node bench/compare.ts [--rounds N] [--duration S] [--connections C] [--sampler S] BUILD [BUILD ...]
 //
-// DIR is a compiled gateway directly under the repository root (holding src/main.js), e.g.
-// `dist`, or `dist-before` made with:
+// BUILD is DIR[:NAME=VALUE...]: a compiled gateway directly under the repository root (holding
+// src/main.js) and environment settings for it alone, e.g. `dist:OTEL_TRACES_SAMPLER=always_off`
+// (tracing on against off in one build) or `dist:OTEL_TRACES_EXPORTER=none`. DIR is `dist`, or
+// `dist-before` made with:
 //   git worktree add .worktrees/before <commit>
 //   node_modules/.bin/tsc -p .worktrees/before/tsconfig.json --outDir dist-before
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -40,15 +42,28 @@ function die(message: string): never {
   process.stderr.write(`compare: ${message}\n`);
   process.exit(2);
 }
-if (positionals.length < 2) die('name at least two build directories (e.g. dist-before dist)');
+if (positionals.length < 2) die('name at least two builds (e.g. dist-before dist)');
 if (!(Number.isInteger(rounds) && rounds >= 1 && rounds <= 100)) die('--rounds: expected an integer 1-100');
 if (!(Number.isInteger(duration) && duration >= 1 && duration <= 600)) die('--duration: expected whole seconds, 1-600');
 if (!(Number.isInteger(connections) && connections >= 1)) die('--connections: expected a positive integer');
-if (new Set(positionals.map((d) => basename(d))).size !== positionals.length) die('name each build directory once (their names label the results)');
-for (const dir of positionals) {
+interface BuildSpec {
+  label: string;
+  dir: string;
+  env: Record<string, string>;
+}
+const specs: BuildSpec[] = positionals.map((spec) => {
+  const [dir = '', ...settings] = spec.split(':');
+  const env: Record<string, string> = {};
+  for (const setting of settings) {
+    const eq = setting.indexOf('=');
+    if (eq < 1) die(`${spec}: expected DIR[:NAME=VALUE...], got "${setting}"`);
+    env[setting.slice(0, eq)] = setting.slice(eq + 1);
+  }
   if (resolve(ROOT, dir, '..') !== ROOT) die(`${dir}: a build directory must sit directly under ${ROOT} (its modules resolve from there)`);
   if (!existsSync(join(ROOT, dir, 'src/main.js'))) die(`${dir}/src/main.js not found: not a compiled gateway`);
-}
+  return { label: [basename(dir), ...settings].join(':'), dir, env };
+});
+if (new Set(specs.map((s) => s.label)).size !== specs.length) die('name each build once (the names label the results)');
 
 process.on('exit', killAll);
 const tmp = mkdtempSync(join(tmpdir(), 'gw-compare-'));
@@ -69,10 +84,9 @@ const upstream = await startUpstream(tmp, nodeBin, BENCH);
 const sink = await startSink();
 const builds: Build[] = [];
 process.stdout.write(`upstream: ${upstream.kind}; load: ${loadTool()}; ${rounds} rounds × ${duration} s at c=${connections}, sampler ${values.sampler}\n`);
-for (const dir of positionals) {
-  const name = basename(dir);
+for (const [i, { label: name, dir, env: own }] of specs.entries()) {
   const port = await freePort();
-  const work = join(tmp, name);
+  const work = join(tmp, String(i));
   mkdirSync(work, { recursive: true });
   const config = {
     listen: { host: '127.0.0.1', port },
@@ -81,7 +95,7 @@ for (const dir of positionals) {
     routes: [{ name: 'api', prefix: '/api', upstream: 'nginx' }],
   };
   writeFileSync(join(work, 'gateway.json'), JSON.stringify(config));
-  const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', OTEL_TRACES_SAMPLER: values.sampler, OTEL_EXPORTER_OTLP_ENDPOINT: `${sink.url}/${name}` };
+  const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', OTEL_TRACES_SAMPLER: values.sampler, OTEL_EXPORTER_OTLP_ENDPOINT: `${sink.url}/${i}`, ...own };
   const args = ['--max-semi-space-size=16', '--no-allocation-site-pretenuring', '--import', `./${dir}/src/telemetry/register.js`, `${dir}/src/main.js`, '--config', join(work, 'gateway.json')];
   const proc = start(name, nodeBin, args, { cwd: ROOT, env });
   await waitForPort(proc, port, 30_000);

@@ -1,10 +1,12 @@
-import { diag } from '@opentelemetry/api';
-import { getNumberFromEnv } from '@opentelemetry/core';
+import { context, diag, DiagConsoleLogger, metrics, propagation, trace } from '@opentelemetry/api';
+import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
+import { diagLogLevelFromString, getBooleanFromEnv, getNumberFromEnv, getStringFromEnv } from '@opentelemetry/core';
 import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
 import { OTLPTraceExporter as OTLPJsonTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { RuntimeNodeInstrumentation } from '@opentelemetry/instrumentation-runtime-node';
-import { NodeSDK } from '@opentelemetry/sdk-node';
-import { ConsoleSpanExporter, NoopSpanProcessor, type SpanProcessor } from '@opentelemetry/sdk-trace';
+import { MeterProvider } from '@opentelemetry/sdk-metrics';
+import { ConsoleSpanExporter, NoopSpanProcessor, TracerProvider, type SpanProcessor } from '@opentelemetry/sdk-trace';
+import { resourceFromEnv, samplerFromEnv, spanLimitsFromEnv } from './env.js';
 import { MonitoredSpanProcessor, type ExportLogger, type MonitoredExport, type MonitorOptions } from './export-monitor.js';
 import { exportThreadAvailable, ThreadedExportProcessor } from './export-thread.js';
 import { OtlpProtoExportProcessor } from './otlp-proto.js';
@@ -63,18 +65,23 @@ function spanExportFromEnv(env: NodeJS.ProcessEnv, options: MonitorOptions): { p
 /**
  * Starts the OpenTelemetry SDK once per process. Loaded with `node --import` before the
  * gateway's modules so that the providers exist before anything asks for a tracer or meter.
+ * Only traces and metrics are set up: logs go to stdout as JSON lines and are never also
+ * shipped as OTLP log records.
  */
 export function startTelemetry(env: NodeJS.ProcessEnv = process.env): Telemetry {
   if (active) return active;
-  // Logs go to stdout as JSON lines; the SDK must not also ship them as OTLP log records.
-  env.OTEL_LOGS_EXPORTER ??= 'none';
   env.OTEL_SERVICE_NAME ??= 'tracing-gateway';
+  const logLevel = getStringFromEnv('OTEL_LOG_LEVEL');
+  if (logLevel !== undefined) diag.setLogger(new DiagConsoleLogger(), { logLevel: diagLogLevelFromString(logLevel) });
 
   const warnings: string[] = [];
+  const warn = (message: string): void => void warnings.push(message);
   // The request-duration histograms are the gateway's own (histograms.ts), read with the SDK's instruments.
   const prometheus = new PrometheusExporter({ preventServerStart: true, withoutScopeInfo: true, metricProducers: [gatewayMetrics] });
+  // OTEL_SDK_DISABLED: no tracer provider is registered, so every span is a no-op.
+  const disabled = getBooleanFromEnv('OTEL_SDK_DISABLED');
   // Export is batched off the request path; OTEL_BSP_* tune the queue, which is bounded.
-  const { processor: exportProcessor, target } = spanExportFromEnv(env, {
+  const { processor: exportProcessor, target } = disabled ? { target: 'none (OTEL_SDK_DISABLED)' } : spanExportFromEnv(env, {
     maxQueueSize: getNumberFromEnv('OTEL_BSP_MAX_QUEUE_SIZE') ?? 2048,
     maxExportBatchSize: getNumberFromEnv('OTEL_BSP_MAX_EXPORT_BATCH_SIZE'),
     scheduledDelayMillis: getNumberFromEnv('OTEL_BSP_SCHEDULE_DELAY'),
@@ -86,16 +93,20 @@ export function startTelemetry(env: NodeJS.ProcessEnv = process.env): Telemetry 
   const traceStore = new TraceStore();
   spanProcessors.push(traceStore);
 
-  const sdk = new NodeSDK({
-    textMapPropagator: propagatorFromEnv(env.OTEL_PROPAGATORS, (w) => warnings.push(w)),
-    spanProcessors,
-    metricReaders: [prometheus],
-    views: prometheusViews,
-    instrumentations: [new RuntimeNodeInstrumentation()],
-    // Attribute values come partly from clients (paths, user agents): keep them bounded by default.
-    ...(env.OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT || env.OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT ? {} : { spanLimits: { attributeValueLengthLimit: 2048 } }),
-  });
-  sdk.start();
+  const resource = resourceFromEnv(warn);
+  // The gateway's own /metrics stays up with OTEL_SDK_DISABLED: only tracing is switched off.
+  const meterProvider = new MeterProvider({ resource, readers: [prometheus], views: prometheusViews });
+  metrics.setGlobalMeterProvider(meterProvider);
+  new RuntimeNodeInstrumentation().setMeterProvider(meterProvider);
+  let tracerProvider: TracerProvider | undefined;
+  if (disabled) warn('OTEL_SDK_DISABLED is set: no spans are recorded or exported (/metrics is still served)');
+  else {
+    tracerProvider = new TracerProvider({ resource, sampler: samplerFromEnv(warn), spanLimits: spanLimitsFromEnv(), spanProcessors });
+    context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
+    const propagator = propagatorFromEnv(env.OTEL_PROPAGATORS, warn);
+    if (propagator) propagation.setGlobalPropagator(propagator);
+    trace.setGlobalTracerProvider(tracerProvider);
+  }
   exportProcessor?.bindMetrics();
   traceStore.bindMetrics();
   active = {
@@ -104,7 +115,9 @@ export function startTelemetry(env: NodeJS.ProcessEnv = process.env): Telemetry 
     exportTarget: target,
     setLogger: (logger) => exportProcessor?.setLogger(logger),
     warnings,
-    shutdown: () => sdk.shutdown(),
+    shutdown: async () => {
+      await Promise.all([tracerProvider?.shutdown(), meterProvider.shutdown()]);
+    },
   };
   return active;
 }
