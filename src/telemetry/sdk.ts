@@ -11,7 +11,9 @@ import { MonitoredSpanProcessor, type ExportLogger, type MonitoredExport, type M
 import { exportThreadAvailable, ThreadedExportProcessor } from './export-thread.js';
 import { OtlpProtoExportProcessor } from './otlp-proto.js';
 import { TraceStore } from '../lookup/store.js';
+import { GatewayTracer } from '../tracing/gateway-tracer.js';
 import { propagatorFromEnv } from '../tracing/propagators.js';
+import { useGatewayTracer } from '../tracing/spans.js';
 import { gatewayMetrics } from './histograms.js';
 import { prometheusViews } from './views.js';
 
@@ -101,7 +103,11 @@ export function startTelemetry(env: NodeJS.ProcessEnv = process.env): Telemetry 
   let tracerProvider: TracerProvider | undefined;
   if (disabled) warn('OTEL_SDK_DISABLED is set: no spans are recorded or exported (/metrics is still served)');
   else {
-    tracerProvider = new TracerProvider({ resource, sampler: samplerFromEnv(warn), spanLimits: spanLimitsFromEnv(), spanProcessors });
+    const sampler = samplerFromEnv(warn);
+    const spanLimits = spanLimitsFromEnv();
+    tracerProvider = new TracerProvider({ resource, sampler, spanLimits, spanProcessors });
+    // The gateway's own SERVER and CLIENT spans: same sampler, limits, resource and processors.
+    useGatewayTracer(new GatewayTracer({ resource, sampler, spanLimits, spanProcessors }));
     context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
     const propagator = propagatorFromEnv(env.OTEL_PROPAGATORS, warn);
     if (propagator) propagation.setGlobalPropagator(propagator);

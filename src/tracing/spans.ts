@@ -14,16 +14,29 @@ import {
   type TextMapSetter,
 } from '@opentelemetry/api';
 
-const tracer = trace.getTracer('tracing-gateway');
+import type { GatewayTracer } from './gateway-tracer.js';
+
+const apiTracer = trace.getTracer('tracing-gateway');
+let gatewayTracer: GatewayTracer | undefined;
 
 /**
- * Starts a span and then sets its attributes. Passing them to startSpan instead costs two full
- * sanitising passes (each copying the set and validating every value); setAttributes validates
- * each value once, with the same limits. The samplers configurable through OTEL_TRACES_SAMPLER
- * do not read attributes, so they decide the same without them.
+ * Makes the gateway's spans with `tracer` (set up by the telemetry start-up from the SDK's
+ * sampler, limits, resource and processors). Without one (SDK disabled, or modules used on their
+ * own) spans come from the globally registered OpenTelemetry API tracer.
+ */
+export function useGatewayTracer(tracer: GatewayTracer | undefined): void {
+  gatewayTracer = tracer;
+}
+
+/**
+ * Starts a span and then sets its attributes. Passing them to the SDK's startSpan instead costs
+ * two full sanitising passes (each copying the set and validating every value); setAttributes
+ * validates each value once, with the same limits. The samplers configurable through
+ * OTEL_TRACES_SAMPLER do not read attributes, so they decide the same without them.
  */
 function startWithAttributes(name: string, kind: SpanKind, attributes: Attributes, parent: Context, links: Link[] | undefined): Span {
-  const span = tracer.startSpan(name, links === undefined ? { kind } : { kind, links }, parent);
+  if (gatewayTracer !== undefined) return gatewayTracer.startSpan(name, kind, attributes, parent, links);
+  const span = apiTracer.startSpan(name, links === undefined ? { kind } : { kind, links }, parent);
   if (span.isRecording()) span.setAttributes(attributes);
   return span;
 }
