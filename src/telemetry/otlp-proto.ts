@@ -120,6 +120,27 @@ export class ProtoWriter {
     this.pos += this.buf.write(s, this.pos, bytes, 'utf8');
   }
 
+  /**
+   * A KeyValue's `key` field (tag, length, UTF-8 bytes). Attribute keys repeat on every span, so
+   * their encoding is kept (up to KEY_CACHE_MAX keys) and copied instead of written again.
+   */
+  key(key: string): void {
+    const cached = keyCache.get(key);
+    if (cached === undefined) {
+      const start = this.pos;
+      this.tag(1, 2);
+      this.string(key);
+      if (keyCache.size < KEY_CACHE_MAX) keyCache.set(key, Buffer.from(this.buf.subarray(start, this.pos)));
+      return;
+    }
+    const n = cached.length;
+    this.reserve(n);
+    const buf = this.buf;
+    const at = this.pos;
+    for (let i = 0; i < n; i++) buf[at + i] = cached[i]!;
+    this.pos = at + n;
+  }
+
   bytes(b: Uint8Array): void {
     this.varint(b.length);
     this.reserve(b.length);
@@ -169,6 +190,9 @@ export class ProtoWriter {
     this.pos += end - start;
   }
 }
+
+const KEY_CACHE_MAX = 1024;
+const keyCache = new Map<string, Buffer>();
 
 function hexValue(c: number): number {
   if (c >= 48 && c <= 57) return c - 48;
@@ -231,8 +255,7 @@ function writeAttributes(w: ProtoWriter, attributes: Attributes, field: number):
     if (!Object.prototype.hasOwnProperty.call(attributes, key)) continue;
     w.tag(field, 2);
     const kv = w.begin();
-    w.tag(1, 2);
-    w.string(key);
+    w.key(key);
     w.tag(2, 2);
     const at = w.begin();
     writeAnyValue(w, attributes[key]);

@@ -35,6 +35,18 @@ describe('OTLP protobuf encoding on the request thread', () => {
     await provider.shutdown();
   });
 
+  it('writes attribute keys the same the first time and when repeated (kept keys), non-ASCII and past the kept-key limit included', async () => {
+    const provider = new TracerProvider({ spanLimits: { attributeCountLimit: 5000 } });
+    const keys = { 'clé': 'v', '追踪.网关': 1, 'emoji.\u{1F600}': true, 'lone.\uD800': 'x', 'http.request.method': 'GET' };
+    const many: Attributes = {};
+    for (let i = 0; i < 1500; i++) many[`key.${i}`] = i;
+    const spans = [spanWith(keys, provider), spanWith(keys, provider), spanWith(many, provider), spanWith(many, provider), spanWith(keys, provider)];
+    const encoder = new OtlpProtoEncoder();
+    expect(encode(encoder, spans)).toEqual(sdkBytes(spans));
+    expect(encode(encoder, spans)).toEqual(sdkBytes(spans));
+    await provider.shutdown();
+  });
+
   it('groups spans by resource and scope in first-seen order, whatever order they end in', async () => {
     const make = (service: string) => {
       const memory = new InMemorySpanExporter();
