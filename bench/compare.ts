@@ -5,10 +5,11 @@
 //
 //   node bench/compare.ts [--rounds N] [--duration S] [--connections C] [--sampler S] BUILD [BUILD ...]
 //
-// BUILD is DIR[:NAME=VALUE...]: a compiled gateway directly under the repository root (holding
-// src/main.js) and environment settings for it alone, e.g. `dist:OTEL_TRACES_SAMPLER=always_off`
-// (tracing on against off in one build) or `dist:OTEL_TRACES_EXPORTER=none`. DIR is `dist`, or
-// `dist-before` made with:
+// BUILD is DIR[:NAME=VALUE...][:--node-flag...]: a compiled gateway directly under the repository
+// root (holding src/main.js), with environment settings and Node flags for it alone, e.g.
+// `dist:OTEL_TRACES_SAMPLER=always_off` (tracing on against off in one build) or
+// `dist:--max-semi-space-size=8` (flags come after the production ones, so they win). DIR is
+// `dist`, or `dist-before` made with:
 //   git worktree add .worktrees/before <commit>
 //   node_modules/.bin/tsc -p .worktrees/before/tsconfig.json --outDir dist-before
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -50,18 +51,24 @@ interface BuildSpec {
   label: string;
   dir: string;
   env: Record<string, string>;
+  flags: string[];
 }
 const specs: BuildSpec[] = positionals.map((spec) => {
   const [dir = '', ...settings] = spec.split(':');
   const env: Record<string, string> = {};
+  const flags: string[] = [];
   for (const setting of settings) {
+    if (setting.startsWith('--')) {
+      flags.push(setting);
+      continue;
+    }
     const eq = setting.indexOf('=');
-    if (eq < 1) die(`${spec}: expected DIR[:NAME=VALUE...], got "${setting}"`);
+    if (eq < 1) die(`${spec}: expected DIR[:NAME=VALUE...][:--flag...], got "${setting}"`);
     env[setting.slice(0, eq)] = setting.slice(eq + 1);
   }
   if (resolve(ROOT, dir, '..') !== ROOT) die(`${dir}: a build directory must sit directly under ${ROOT} (its modules resolve from there)`);
   if (!existsSync(join(ROOT, dir, 'src/main.js'))) die(`${dir}/src/main.js not found: not a compiled gateway`);
-  return { label: [basename(dir), ...settings].join(':'), dir, env };
+  return { label: [basename(dir), ...settings].join(':'), dir, env, flags };
 });
 if (new Set(specs.map((s) => s.label)).size !== specs.length) die('name each build once (the names label the results)');
 
@@ -84,7 +91,7 @@ const upstream = await startUpstream(tmp, nodeBin, BENCH);
 const sink = await startSink();
 const builds: Build[] = [];
 process.stdout.write(`upstream: ${upstream.kind}; load: ${loadTool()}; ${rounds} rounds × ${duration} s at c=${connections}, sampler ${values.sampler}\n`);
-for (const [i, { label: name, dir, env: own }] of specs.entries()) {
+for (const [i, { label: name, dir, env: own, flags }] of specs.entries()) {
   const port = await freePort();
   const work = join(tmp, String(i));
   mkdirSync(work, { recursive: true });
@@ -96,7 +103,7 @@ for (const [i, { label: name, dir, env: own }] of specs.entries()) {
   };
   writeFileSync(join(work, 'gateway.json'), JSON.stringify(config));
   const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', OTEL_TRACES_SAMPLER: values.sampler, OTEL_EXPORTER_OTLP_ENDPOINT: `${sink.url}/${i}`, ...own };
-  const args = ['--max-semi-space-size=16', '--no-allocation-site-pretenuring', '--import', `./${dir}/src/telemetry/register.js`, `${dir}/src/main.js`, '--config', join(work, 'gateway.json')];
+  const args = ['--max-semi-space-size=16', '--no-allocation-site-pretenuring', ...flags, '--import', `./${dir}/src/telemetry/register.js`, `${dir}/src/main.js`, '--config', join(work, 'gateway.json')];
   const proc = start(name, nodeBin, args, { cwd: ROOT, env });
   await waitForPort(proc, port, 30_000);
   const url = `http://127.0.0.1:${port}${REQUEST_PATH}`;
