@@ -133,12 +133,9 @@ export class ProtoWriter {
       if (keyCache.size < KEY_CACHE_MAX) keyCache.set(key, Buffer.from(this.buf.subarray(start, this.pos)));
       return;
     }
-    const n = cached.length;
-    this.reserve(n);
-    const buf = this.buf;
-    const at = this.pos;
-    for (let i = 0; i < n; i++) buf[at + i] = cached[i]!;
-    this.pos = at + n;
+    this.reserve(cached.length);
+    this.buf.set(cached, this.pos);
+    this.pos += cached.length;
   }
 
   bytes(b: Uint8Array): void {
