@@ -26,6 +26,20 @@ describe('bench/compare.ts', () => {
     expect(stdout, context).toMatch(/^\| dist-compare-smoke \| \d+ \| [\d.]+ \([\d.]+–[\d.]+\) \| \d+ \| [\d.]+ \| \d+ \|$/m);
   });
 
+  it('takes per-build environment settings and Node flags, each build labelled by its spec', { timeout: 60_000 }, async () => {
+    const off = 'dist:OTEL_TRACES_SAMPLER=always_off:--max-semi-space-size=8';
+    const { code, stdout, stderr } = await run(['--rounds', '1', '--duration', '1', 'dist', off], 55_000);
+    const context = `exit ${code}\n--- stdout\n${stdout}\n--- stderr\n${stderr}`;
+    expect(code, context).toBe(0);
+    expect(stdout, context).toContain(`| ${off} | `);
+  });
+
+  it('refuses a malformed build spec, with one line naming it', async () => {
+    const { code, stderr } = await run(['dist', 'dist:NOEQUALS'], 10_000);
+    expect(code).toBe(2);
+    expect(stderr.trim()).toBe('compare: dist:NOEQUALS: expected DIR[:NAME=VALUE...][:--flag...], got "NOEQUALS"');
+  });
+
   it('refuses a directory that is not a compiled gateway, with one line naming it', async () => {
     const { code, stderr } = await run(['dist', 'src'], 10_000);
     expect(code).toBe(2);

@@ -1,0 +1,17 @@
+import { resolve } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { runNode } from '../helpers/run-node.js';
+
+/** Keeps `bench/spans.ts` (the tracing microbenchmark) from rotting. Nothing here asserts on speed. */
+const ROOT = resolve(import.meta.dirname, '../..');
+
+describe('bench/spans.ts', () => {
+  it('runs every variant in its own process and prints one row each', { timeout: 60_000 }, async () => {
+    const { code, stdout, stderr } = await runNode(['bench/spans.ts', '--rounds', '1', '--requests', '2000'], ROOT, 55_000);
+    const context = `exit ${code}\n--- stdout\n${stdout}\n--- stderr\n${stderr}`;
+    expect(code, context).toBe(0);
+    for (const variant of ['off', 'sdk', 'gateway', 'sdk+otlp', 'gateway+otlp']) {
+      expect(stdout, context).toMatch(new RegExp(`^\\| ${variant.replace('+', '\\+')} \\| \\d+\\.\\d\\d \\| \\d+\\.\\d\\d–\\d+\\.\\d\\d \\|$`, 'm'));
+    }
+  });
+});
