@@ -41,6 +41,9 @@ import {
 import type { Resource } from '@opentelemetry/resources';
 import { RandomIdGenerator, type IdGenerator, type ReadableSpan, type Sampler, type SpanLimits, type SpanProcessor, type TimedEvent } from '@opentelemetry/sdk-trace';
 
+/** W3C Trace Context Level 2 "random" trace-flag. */
+const RANDOM_FLAG = 0x02;
+
 /** The SDK TracerProvider's defaults for limits not set (OTEL_SPAN_*_LIMIT unset). */
 const DEFAULT_LIMITS: Required<SpanLimits> = {
   attributeCountLimit: 128,
@@ -87,7 +90,9 @@ export class GatewayTracer {
   /**
    * Starts a span as the SDK's Tracer would for the same arguments: the parent's trace (when its
    * context is valid) or a new one, the sampler's decision and trace state, a non-recording span
-   * when the decision is not to record.
+   * when the decision is not to record. Unlike the SDK's, its trace flags also carry the W3C
+   * Level 2 random bit: set for a trace it starts (the id generator's trace ids are random),
+   * kept from the parent otherwise, so the flags the gateway propagates are the span's own.
    */
   startSpan(name: string, kind: SpanKind, attributes: Attributes, parent: Context, links: Link[] | undefined): Span {
     if (isTracingSuppressed(parent)) return trace.wrapSpanContext(INVALID_SPAN_CONTEXT);
@@ -104,7 +109,7 @@ export class GatewayTracer {
     const spanContext: SpanContext = {
       traceId,
       spanId,
-      traceFlags: result.decision === SamplingDecision.RECORD_AND_SAMPLED ? TraceFlags.SAMPLED : TraceFlags.NONE,
+      traceFlags: (result.decision === SamplingDecision.RECORD_AND_SAMPLED ? TraceFlags.SAMPLED : TraceFlags.NONE) | (continued ? parentContext.traceFlags & RANDOM_FLAG : RANDOM_FLAG),
       traceState: result.traceState ?? (continued ? parentContext.traceState : undefined),
     };
     if (result.decision === SamplingDecision.NOT_RECORD) return trace.wrapSpanContext(spanContext);

@@ -50,6 +50,8 @@ export interface ReceivedSpan {
   events: Array<{ name: string; attributes: Record<string, unknown> }>;
   links: Array<{ traceId: string; spanId: string; attributes: Record<string, unknown> }>;
   status: { code: number; message: string };
+  /** OTLP span flags: W3C trace flags in bits 0-7, parent remoteness known (0x100) and remote (0x200). */
+  flags: number;
   resource: Record<string, unknown>;
   scope: string;
 }
@@ -104,6 +106,7 @@ function flatten(req: Decoded): ReceivedSpan[] {
           events: (s.events ?? []).map((e: Record<string, any>) => ({ name: e.name, attributes: attrs(e.attributes) })),
           links: (s.links ?? []).map((l: Record<string, any>) => ({ traceId: hex(l.traceId), spanId: hex(l.spanId), attributes: attrs(l.attributes) })),
           status: { code: Number(s.status?.code ?? 0), message: s.status?.message ?? '' },
+          flags: Number(s.flags ?? 0),
           resource,
           scope: ss.scope?.name ?? '',
         });

@@ -78,7 +78,8 @@ function view(span: ReadableSpan) {
   return {
     name: span.name,
     kind: span.kind,
-    spanContext: span.spanContext(),
+    // The gateway's flags also carry the W3C random bit (checked on its own below).
+    spanContext: { ...span.spanContext(), traceFlags: span.spanContext().traceFlags & TraceFlags.SAMPLED },
     parentSpanContext: span.parentSpanContext,
     attributes: span.attributes,
     droppedAttributesCount: span.droppedAttributesCount,
@@ -228,7 +229,7 @@ describe('sampling', () => {
     const result = both({ sampler: new AlwaysOffSampler() }, (start) => {
       const span = start('s', SpanKind.SERVER, { a: 1 }, ROOT_CONTEXT);
       expect(span.isRecording()).toBe(false);
-      expect(span.spanContext().traceFlags).toBe(TraceFlags.NONE);
+      expect(span.spanContext().traceFlags & TraceFlags.SAMPLED).toBe(TraceFlags.NONE);
       expect(span.spanContext().traceId).toMatch(/^a+[0-9a-f]+$/);
       span.end();
     });
@@ -242,7 +243,7 @@ describe('sampling', () => {
     const result = both({ sampler: new ParentBasedSampler({ root: new AlwaysOnSampler() }) }, (start) => {
       for (const flags of [0, 1]) {
         const span = start('s', SpanKind.SERVER, {}, remote(flags, state));
-        seen.push({ traceId: span.spanContext().traceId, flags: span.spanContext().traceFlags, state: span.spanContext().traceState?.serialize() });
+        seen.push({ traceId: span.spanContext().traceId, flags: span.spanContext().traceFlags & TraceFlags.SAMPLED, state: span.spanContext().traceState?.serialize() });
         span.end();
       }
     });
@@ -254,6 +255,20 @@ describe('sampling', () => {
       { ...expected, flags: 0 },
       { ...expected, flags: 1 },
     ]);
+  });
+
+  it('carries the W3C random flag: set on a trace it starts, kept from a caller, recorded or not', () => {
+    const flagsOf = (sampler: Sampler, parent: Context) => {
+      const tracer = new GatewayTracer({ resource, sampler, spanLimits: {}, spanProcessors: [] });
+      const span = tracer.startSpan('s', SpanKind.SERVER, {}, parent, undefined);
+      const child = tracer.startSpan('c', SpanKind.CLIENT, {}, trace.setSpan(ROOT_CONTEXT, span), undefined);
+      return [span.spanContext().traceFlags, child.spanContext().traceFlags];
+    };
+    expect(flagsOf(new AlwaysOnSampler(), ROOT_CONTEXT)).toEqual([3, 3]);
+    expect(flagsOf(new AlwaysOffSampler(), ROOT_CONTEXT)).toEqual([2, 2]);
+    expect(flagsOf(new AlwaysOnSampler(), remote(0x03))).toEqual([3, 3]);
+    expect(flagsOf(new AlwaysOnSampler(), remote(0x01))).toEqual([1, 1]);
+    expect(flagsOf(new ParentBasedSampler({ root: new AlwaysOnSampler() }), remote(0x02))).toEqual([2, 2]);
   });
 
   it('suppressed tracing gives an invalid, non-recording span', () => {

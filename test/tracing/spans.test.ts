@@ -91,6 +91,10 @@ describe('span tree for a proxied request', () => {
       'gateway.upstream': 'users',
     });
     expect(server.status.code).toBe(0);
+    // The exported spans carry the same W3C flags as the traceparent: sampled and random; the
+    // server span's parent is not remote (it has none), the client's is local (0x100 only).
+    expect(server.flags).toBe(0x103);
+    expect(client.flags).toBe(0x103);
     expect(server.resource['service.name']).toBe('gw-under-test');
     // The server span brackets the client span.
     expect(client.startNs >= server.startNs && client.endNs <= server.endNs).toBe(true);
@@ -138,6 +142,9 @@ describe('inbound trace context', () => {
     const client = spans.find((s) => s.kind === 'CLIENT')!;
     expect(server.parentSpanId).toBe(caller.spanId);
     expect(client.parentSpanId).toBe(server.spanId);
+    // The caller (an SDK without the Level 2 random bit) sent 01: kept; the server span's parent is remote.
+    expect(server.flags).toBe(0x301);
+    expect(client.flags).toBe(0x101);
 
     const recorded = upstream.requests.find((r) => r.headers['x-request-id'] === res.headers['x-request-id'])!;
     expect(rawHeaderValues(recorded, 'traceparent')).toEqual([`00-${caller.traceId}-${client.spanId}-01`]);
