@@ -1,4 +1,5 @@
 import type { ServerResponse } from 'node:http';
+import { INVALID_TRACEID } from '@opentelemetry/api';
 
 /** What went wrong with an upstream call; the value of `error.type` and of the error metric. */
 export type UpstreamFailure = 'connect' | 'timeout' | 'reset' | 'client_aborted' | 'body_too_large' | 'internal';
@@ -47,7 +48,8 @@ export interface ErrorBody {
  * `[name, value, …]` list (the trace headers, Retry-After, …) written along with the body's own.
  */
 export function writeJsonError(res: ServerResponse, status: number, body: ErrorBody, headers: readonly string[] = []): void {
-  const payload = JSON.stringify(body);
+  // With tracing switched off (OTEL_SDK_DISABLED) there is no trace to name.
+  const payload = JSON.stringify(body.traceId === INVALID_TRACEID ? { ...body, traceId: undefined } : body);
   res.writeHead(status, [...headers, 'content-type', 'application/json; charset=utf-8', 'content-length', String(Buffer.byteLength(payload)), 'cache-control', 'no-store']);
   res.end(payload);
 }

@@ -1,4 +1,5 @@
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
+import { INVALID_TRACEID } from '@opentelemetry/api';
 import { formatTraceparent } from '../tracing/w3c-propagator.js';
 
 /** RFC 9110 §7.6.1 hop-by-hop fields, plus the legacy Proxy-Connection. */
@@ -111,7 +112,9 @@ export interface TraceIds {
  * writeHead takes it as is, without the per-field bookkeeping of setHeader.
  */
 export function traceResponseHeaders(ids: TraceIds, exposeHeaders = true, out: string[] = []): string[] {
-  out.push('x-trace-id', ids.traceId, 'x-request-id', ids.requestId, 'traceresponse', formatTraceparent(ids.traceId, ids.spanId, ids.traceFlags));
+  // No trace at all (tracing switched off with OTEL_SDK_DISABLED): no trace headers, only the request ID.
+  if (ids.traceId === INVALID_TRACEID) out.push('x-request-id', ids.requestId);
+  else out.push('x-trace-id', ids.traceId, 'x-request-id', ids.requestId, 'traceresponse', formatTraceparent(ids.traceId, ids.spanId, ids.traceFlags));
   if (exposeHeaders) out.push('access-control-expose-headers', EXPOSED_RESPONSE_HEADERS);
   return out;
 }

@@ -224,6 +224,14 @@ describe('the gateway process with OTEL_* set', () => {
       await gw.waitForLog((l) => l.level === 'warn' && String(l.msg).includes('OTEL_SDK_DISABLED'));
       const res = await send(`${gw.url}/api/disabled`);
       expect(res.status).toBe(200);
+      // No trace to name: the request ID is the only handle (no all-zero trace ID, no traceresponse).
+      expect(res.headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/);
+      expect(res.headers['x-trace-id']).toBeUndefined();
+      expect(res.headers.traceresponse).toBeUndefined();
+      const missing = await send(`${gw.url}/nowhere`);
+      expect(missing.status).toBe(404);
+      expect(missing.headers['x-trace-id']).toBeUndefined();
+      expect(JSON.parse(missing.body)).toEqual({ error: 'not_found', message: expect.any(String), requestId: missing.headers['x-request-id'] });
       await new Promise((r) => setTimeout(r, 400));
       expect(receiver.spans.filter((s) => s.attributes['url.path'] === '/api/disabled')).toEqual([]);
       const metrics = await send(`${gw.url}/metrics`);
