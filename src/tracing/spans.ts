@@ -13,7 +13,6 @@ import {
   type TextMapGetter,
   type TextMapSetter,
 } from '@opentelemetry/api';
-
 import type { GatewayTracer } from './gateway-tracer.js';
 
 const apiTracer = trace.getTracer('tracing-gateway');
