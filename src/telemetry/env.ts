@@ -60,7 +60,8 @@ export function samplerFromEnv(warn: Warn): Sampler {
  * user agents).
  */
 export function spanLimitsFromEnv(): SpanLimits {
-  const limits: SpanLimits = {
+  // Unset ones stay undefined: the SDK's provider and the gateway's tracer both read that as "default".
+  return {
     attributeCountLimit: getNumberFromEnv('OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT') ?? getNumberFromEnv('OTEL_ATTRIBUTE_COUNT_LIMIT'),
     attributeValueLengthLimit: getNumberFromEnv('OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT') ?? getNumberFromEnv('OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT') ?? 2048,
     eventCountLimit: getNumberFromEnv('OTEL_SPAN_EVENT_COUNT_LIMIT'),
@@ -68,8 +69,6 @@ export function spanLimitsFromEnv(): SpanLimits {
     attributePerEventCountLimit: getNumberFromEnv('OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT'),
     attributePerLinkCountLimit: getNumberFromEnv('OTEL_LINK_ATTRIBUTE_COUNT_LIMIT'),
   };
-  for (const key of Object.keys(limits) as Array<keyof SpanLimits>) if (limits[key] === undefined) delete limits[key];
-  return limits;
 }
 
 const DETECTORS: Record<string, ResourceDetector[]> = {
