@@ -1,5 +1,6 @@
 import pino, { type Logger } from 'pino';
 import type { LogBindings } from '../context/request-context.js';
+import { IsoTime } from './iso-time.js';
 
 /** One finished request, as the access log reports it. Optional fields are left out when undefined. */
 export interface AccessRecord {
@@ -44,8 +45,7 @@ export class AccessLog {
   /** The logger's bindings (`,"service":"…"`), already serialised by pino. */
   private readonly bindings: string;
   private readonly levelLabel: string;
-  private lastMs = -1;
-  private lastTime = '';
+  private readonly clock = new IsoTime();
   private pending = '';
   private scheduled = false;
 
@@ -57,20 +57,10 @@ export class AccessLog {
     this.levelLabel = `{"level":${str(logger.levels.labels[LEVEL_INFO] ?? 'info')}`;
   }
 
-  /** pino's isoTime for the current millisecond, formatted once per millisecond. */
-  private time(): string {
-    const now = Date.now();
-    if (now !== this.lastMs) {
-      this.lastMs = now;
-      this.lastTime = new Date(now).toISOString();
-    }
-    return this.lastTime;
-  }
-
   write(r: AccessRecord): void {
     if (this.logger.levelVal > LEVEL_INFO) return;
     const log = r.log;
-    let line = `${this.levelLabel},"time":"${this.time()}"${this.bindings},"trace_id":"${log.trace_id}","span_id":"${log.span_id}","trace_flags":"${log.trace_flags}","request_id":${str(log.request_id)},"method":${str(r.method)},"path":${str(r.path)}`;
+    let line = `${this.levelLabel},"time":"${this.clock.at(Date.now())}"${this.bindings},"trace_id":"${log.trace_id}","span_id":"${log.span_id}","trace_flags":"${log.trace_flags}","request_id":${str(log.request_id)},"method":${str(r.method)},"path":${str(r.path)}`;
     if (r.route !== undefined) line += `,"route":${str(r.route)}`;
     line += `,"status":${r.status},"duration_ms":${r.duration_ms}`;
     if (r.upstream !== undefined) line += `,"upstream":${str(r.upstream)}`;

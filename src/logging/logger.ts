@@ -1,5 +1,6 @@
 import pino, { type Logger, type DestinationStream } from 'pino';
 import { requestStorage, type LogBindings } from '../context/request-context.js';
+import { IsoTime } from './iso-time.js';
 
 export type { Logger };
 
@@ -35,6 +36,7 @@ export interface LoggerOptions {
 }
 
 export function createLogger(options: LoggerOptions): Logger {
+  const clock = new IsoTime();
   const destination =
     options.destination ??
     // Asynchronous writes keep logging off the request path; flushed on shutdown.
@@ -44,7 +46,8 @@ export function createLogger(options: LoggerOptions): Logger {
       level: options.level,
       base: { service: process.env.OTEL_SERVICE_NAME ?? 'tracing-gateway' },
       messageKey: 'msg',
-      timestamp: pino.stdTimeFunctions.isoTime,
+      // pino's isoTime, formatted without Date#toISOString per line (iso-time.ts).
+      timestamp: () => `,"time":"${clock.at(Date.now())}"`,
       formatters: { level: (label) => ({ level: label }) },
       mixin: requestMixin,
       // pino's default merge writes into the mixin object, which is shared by the request's lines.
