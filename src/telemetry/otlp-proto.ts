@@ -138,6 +138,66 @@ export class ProtoWriter {
     this.pos += cached.length;
   }
 
+  /**
+   * The most common attribute, written in one pass: a string of ASCII characters under a kept key,
+   * the whole KeyValue shorter than 128 bytes (so every length is one byte). Returns false, with
+   * nothing written, for anything else; the general path then writes it (and keeps the key).
+   */
+  keyValueAscii(kvTag: number, key: string, value: string): boolean {
+    const k = keyCache.get(key);
+    if (k === undefined) return false;
+    const n = value.length;
+    const kk = k.length;
+    // key field, then value = 2 { string_value = 1 }: 0x12, length, 0x0a, length, bytes.
+    const kvLength = kk + 4 + n;
+    if (kvLength > 127) return false;
+    this.reserve(kvLength + 2);
+    const buf = this.buf;
+    let p = this.pos;
+    buf[p++] = kvTag;
+    buf[p++] = kvLength;
+    for (let i = 0; i < kk; i++) buf[p++] = k[i]!;
+    buf[p++] = 0x12;
+    buf[p++] = n + 2;
+    buf[p++] = 0x0a;
+    buf[p++] = n;
+    for (let i = 0; i < n; i++) {
+      const c = value.charCodeAt(i);
+      if (c > 127) return false; // this.pos has not moved: what was written here is overwritten later
+      buf[p++] = c;
+    }
+    this.pos = p;
+    return true;
+  }
+
+  /** As keyValueAscii, for an integer value in [0, 2^31): value = 2 { int_value = 3 }. */
+  keyValueSmallInt(kvTag: number, key: string, value: number): boolean {
+    const k = keyCache.get(key);
+    if (k === undefined) return false;
+    const kk = k.length;
+    let size = 1;
+    for (let v = value; v > 127; v >>>= 7) size++;
+    const kvLength = kk + 3 + size;
+    if (kvLength > 127) return false;
+    this.reserve(kvLength + 2);
+    const buf = this.buf;
+    let p = this.pos;
+    buf[p++] = kvTag;
+    buf[p++] = kvLength;
+    for (let i = 0; i < kk; i++) buf[p++] = k[i]!;
+    buf[p++] = 0x12;
+    buf[p++] = size + 1;
+    buf[p++] = 0x18;
+    let v = value;
+    while (v > 127) {
+      buf[p++] = (v & 127) | 128;
+      v >>>= 7;
+    }
+    buf[p++] = v;
+    this.pos = p;
+    return true;
+  }
+
   bytes(b: Uint8Array): void {
     this.varint(b.length);
     this.reserve(b.length);
@@ -151,7 +211,9 @@ export class ProtoWriter {
     this.varint(n);
     this.reserve(n);
     const buf = this.buf;
-    for (let i = 0; i < n; i++) buf[this.pos++] = (hexValue(id.charCodeAt(2 * i)) << 4) | hexValue(id.charCodeAt(2 * i + 1));
+    let p = this.pos;
+    for (let i = 0; i < 2 * n; i += 2) buf[p++] = (hexValue(id.charCodeAt(i)) << 4) | hexValue(id.charCodeAt(i + 1));
+    this.pos = p;
   }
 
   /** Starts a length-delimited field's content; one length byte is reserved. */
@@ -248,14 +310,21 @@ function writeAnyValue(w: ProtoWriter, value: unknown): void {
 
 /** Each attribute as a KeyValue (key = 1, value = 2) in repeated field `field`. */
 function writeAttributes(w: ProtoWriter, attributes: Attributes, field: number): void {
+  const kvTag = (field << 3) | 2; // fields 1–3 here: a one-byte tag
   for (const key in attributes) {
     if (!Object.prototype.hasOwnProperty.call(attributes, key)) continue;
+    const value = attributes[key];
+    if (typeof value === 'string') {
+      if (w.keyValueAscii(kvTag, key, value)) continue;
+    } else if (typeof value === 'number' && value >= 0 && value < 2147483648 && (value | 0) === value) {
+      if (w.keyValueSmallInt(kvTag, key, value)) continue;
+    }
     w.tag(field, 2);
     const kv = w.begin();
     w.key(key);
     w.tag(2, 2);
     const at = w.begin();
-    writeAnyValue(w, attributes[key]);
+    writeAnyValue(w, value);
     w.end(at);
     w.end(kv);
   }
