@@ -4,8 +4,12 @@
 // as OTLP protobuf. Each variant runs in its own process (no shared JIT state), alternating, and
 // the median CPU µs per request over the rounds is reported.
 //
-//   npm run build && node bench/spans.ts [--rounds 5] [--requests 300000]
+//   npm run build && node bench/spans.ts [--rounds 5] [--requests 300000] [--builds dist,dist-before]
+//
+// --builds compares compiled gateway builds (directories under the repository root, as for
+// bench/compare.ts): every variant of every build runs in turn in each round.
 import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Context, Span, TextMapPropagator } from '@opentelemetry/api';
@@ -22,13 +26,13 @@ interface SpansModule {
   injectTraceHeaders(context: Context, headers: Record<string, string>, traceFlags: number): void;
 }
 
-async function runVariant(variant: Variant, requests: number): Promise<number> {
+async function runVariant(variant: Variant, requests: number, build: string): Promise<number> {
   const { context, propagation, trace } = await import('@opentelemetry/api');
   const { AsyncLocalStorageContextManager } = await import('@opentelemetry/context-async-hooks');
   const { resourceFromAttributes } = await import('@opentelemetry/resources');
   const { AlwaysOffSampler, AlwaysOnSampler, NoopSpanProcessor, TracerProvider } = await import('@opentelemetry/sdk-trace');
   type Processor = import('@opentelemetry/sdk-trace').SpanProcessor;
-  const dist = (path: string) => resolve(ROOT, 'dist/src', path);
+  const dist = (path: string) => resolve(ROOT, build, 'src', path);
   // The compiled gateway modules (the bench's own type check does not cover src/).
   const { propagatorFromEnv } = (await import(dist('tracing/propagators.js'))) as { propagatorFromEnv(value: undefined, warn: () => void): TextMapPropagator };
   const spans = (await import(dist('tracing/spans.js'))) as SpansModule;
@@ -88,26 +92,32 @@ async function runVariant(variant: Variant, requests: number): Promise<number> {
 
 const child = process.env.GATEWAY_SPAN_BENCH_VARIANT as Variant | undefined;
 if (child !== undefined) {
-  process.stdout.write(`${await runVariant(child, Number(process.env.GATEWAY_SPAN_BENCH_REQUESTS))}\n`);
+  process.stdout.write(`${await runVariant(child, Number(process.env.GATEWAY_SPAN_BENCH_REQUESTS), process.env.GATEWAY_SPAN_BENCH_BUILD ?? 'dist')}\n`);
 } else {
-  const { values } = parseArgs({ options: { rounds: { type: 'string', default: '5' }, requests: { type: 'string', default: '300000' } } });
+  const { values } = parseArgs({
+    options: { rounds: { type: 'string', default: '5' }, requests: { type: 'string', default: '300000' }, builds: { type: 'string', default: 'dist' } },
+  });
   const rounds = Number(values.rounds);
   const requests = Number(values.requests);
   if (!(rounds >= 1 && requests >= 1000)) throw new Error('--rounds ≥ 1, --requests ≥ 1000');
-  const results = new Map<Variant, number[]>(VARIANTS.map((v) => [v, []]));
+  const builds = values.builds.split(',').filter((b) => b !== '');
+  for (const build of builds) {
+    if (!/^[\w.-]+$/.test(build) || !existsSync(resolve(ROOT, build, 'src/tracing/spans.js'))) throw new Error(`--builds: ${build} is not a compiled gateway directly under ${ROOT}`);
+  }
+  const runs = builds.flatMap((build) => VARIANTS.map((variant) => ({ build, variant, label: builds.length > 1 ? `${build} ${variant}` : variant, results: [] as number[] })));
   for (let round = 0; round < rounds; round++) {
-    for (const variant of round % 2 === 0 ? VARIANTS : [...VARIANTS].reverse()) {
+    for (const run of round % 2 === 0 ? runs : [...runs].reverse()) {
       const out = execFileSync(process.execPath, ['--max-semi-space-size=16', import.meta.filename], {
         cwd: ROOT,
-        env: { ...process.env, GATEWAY_SPAN_BENCH_VARIANT: variant, GATEWAY_SPAN_BENCH_REQUESTS: String(requests) },
+        env: { ...process.env, GATEWAY_SPAN_BENCH_VARIANT: run.variant, GATEWAY_SPAN_BENCH_REQUESTS: String(requests), GATEWAY_SPAN_BENCH_BUILD: run.build },
         encoding: 'utf8',
       });
-      results.get(variant)!.push(Number(out.trim()));
+      run.results.push(Number(out.trim()));
     }
   }
   const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
   process.stdout.write(`${rounds} rounds × ${requests} requests per variant, CPU µs per request (median; min–max)\n\n| variant | µs/req | range |\n|---|--:|--:|\n`);
-  for (const [variant, xs] of results) {
-    process.stdout.write(`| ${variant} | ${median(xs).toFixed(2)} | ${Math.min(...xs).toFixed(2)}–${Math.max(...xs).toFixed(2)} |\n`);
+  for (const { label, results: xs } of runs) {
+    process.stdout.write(`| ${label} | ${median(xs).toFixed(2)} | ${Math.min(...xs).toFixed(2)}–${Math.max(...xs).toFixed(2)} |\n`);
   }
 }

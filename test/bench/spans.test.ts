@@ -14,4 +14,18 @@ describe('bench/spans.ts', () => {
       expect(stdout, context).toMatch(new RegExp(`^\\| ${variant.replace('+', '\\+')} \\| \\d+\\.\\d\\d \\| \\d+\\.\\d\\d–\\d+\\.\\d\\d \\|$`, 'm'));
     }
   });
+
+  it('compares builds: every variant of each build, labelled with the build', { timeout: 60_000 }, async () => {
+    const { code, stdout, stderr } = await runNode(['bench/spans.ts', '--rounds', '1', '--requests', '1000', '--builds', 'dist,dist'], ROOT, 55_000);
+    const context = `exit ${code}\n--- stdout\n${stdout}\n--- stderr\n${stderr}`;
+    expect(code, context).toBe(0);
+    const rows = stdout.split('\n').filter((line) => /^\| dist (off|sdk|gateway|sdk\+otlp|gateway\+otlp) \| \d+\.\d\d \|/.test(line));
+    expect(rows, context).toHaveLength(10);
+  });
+
+  it('refuses a build that is not a compiled gateway', { timeout: 30_000 }, async () => {
+    const { code, stderr } = await runNode(['bench/spans.ts', '--rounds', '1', '--requests', '1000', '--builds', 'dist,no-such-build'], ROOT, 25_000);
+    expect(code).not.toBe(0);
+    expect(stderr).toContain('--builds: no-such-build is not a compiled gateway');
+  });
 });
