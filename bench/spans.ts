@@ -16,7 +16,8 @@ import type { Context, Span, TextMapPropagator } from '@opentelemetry/api';
 import type { ReadableSpan } from '@opentelemetry/sdk-trace';
 
 const ROOT = resolve(import.meta.dirname, '..');
-const VARIANTS = ['off', 'sdk', 'gateway', 'sdk+otlp', 'gateway+otlp'] as const;
+// otlp-only: the OTLP protobuf writing alone, of the spans one request makes with the gateway's tracer.
+const VARIANTS = ['off', 'sdk', 'gateway', 'sdk+otlp', 'gateway+otlp', 'otlp-only'] as const;
 type Variant = (typeof VARIANTS)[number];
 
 interface SpansModule {
@@ -39,7 +40,11 @@ async function runVariant(variant: Variant, requests: number, build: string): Pr
   const { GatewayTracer } = (await import(dist('tracing/gateway-tracer.js'))) as { GatewayTracer: new (options: object) => unknown };
   const { OtlpProtoEncoder } = (await import(dist('telemetry/otlp-proto.js'))) as { OtlpProtoEncoder: new () => { size: number; add(span: ReadableSpan): void; take(): unknown } };
 
+  const ended: ReadableSpan[] = [];
   const processors: Processor[] = [new NoopSpanProcessor()];
+  if (variant === 'otlp-only') {
+    processors.push({ onStart() {}, onEnd: (span) => void ended.push(span), forceFlush: async () => {}, shutdown: async () => {} });
+  }
   if (variant.endsWith('+otlp')) {
     // What the OTLP protobuf export does on the request thread: each span written as it ends.
     const encoder = new OtlpProtoEncoder();
@@ -59,7 +64,7 @@ async function runVariant(variant: Variant, requests: number, build: string): Pr
   context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
   propagation.setGlobalPropagator(propagatorFromEnv(undefined, () => {}));
   trace.setGlobalTracerProvider(new TracerProvider({ resource, sampler, spanLimits, spanProcessors: processors }));
-  if (variant.startsWith('gateway')) spans.useGatewayTracer(new GatewayTracer({ resource, sampler, spanLimits, spanProcessors: processors }));
+  if (variant.startsWith('gateway') || variant === 'otlp-only') spans.useGatewayTracer(new GatewayTracer({ resource, sampler, spanLimits, spanProcessors: processors }));
 
   const req = {
     headers: { host: '127.0.0.1:8080', 'user-agent': 'wrk', accept: '*/*' },
@@ -80,9 +85,26 @@ async function runVariant(variant: Variant, requests: number, build: string): Pr
   // The variant is what it says: a gateway span, an SDK span, or none recorded.
   const probe = spans.startServerSpan({ req, method: 'GET', path: '/', query: undefined, requestId: 'probe', trustInbound: true, routeAttributes });
   const made = variant === 'off' ? (probe.span.isRecording() ? 'recording' : 'none') : probe.span.constructor.name;
-  const expected = variant === 'off' ? 'none' : variant.startsWith('gateway') ? 'GatewaySpan' : 'SpanImpl';
+  const expected = variant === 'off' ? 'none' : variant.startsWith('sdk') ? 'SpanImpl' : 'GatewaySpan';
   if (made !== expected) throw new Error(`variant ${variant} made ${made} spans, expected ${expected}`);
   probe.span.end();
+  if (variant === 'otlp-only') {
+    // 256 requests' spans, made once, written again and again in batches of 512 (the default batch size).
+    ended.length = 0;
+    for (let i = 0; i < 256; i++) one(i);
+    if (ended.length !== 512) throw new Error(`otlp-only: 256 requests ended ${ended.length} spans, expected 512`);
+    const encoder = new OtlpProtoEncoder();
+    const batch = (): void => {
+      for (const span of ended) encoder.add(span);
+      encoder.take();
+    };
+    const batches = Math.max(1, Math.round(requests / 256));
+    for (let i = 0; i < batches / 2; i++) batch();
+    const start = process.cpuUsage();
+    for (let i = 0; i < batches; i++) batch();
+    const cpu = process.cpuUsage(start);
+    return (cpu.user + cpu.system) / (batches * 256);
+  }
   for (let i = 0; i < requests / 2; i++) one(i);
   const before = process.cpuUsage();
   for (let i = 0; i < requests; i++) one(i);

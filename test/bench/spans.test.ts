@@ -10,7 +10,7 @@ describe('bench/spans.ts', () => {
     const { code, stdout, stderr } = await runNode(['bench/spans.ts', '--rounds', '1', '--requests', '2000'], ROOT, 55_000);
     const context = `exit ${code}\n--- stdout\n${stdout}\n--- stderr\n${stderr}`;
     expect(code, context).toBe(0);
-    for (const variant of ['off', 'sdk', 'gateway', 'sdk+otlp', 'gateway+otlp']) {
+    for (const variant of ['off', 'sdk', 'gateway', 'sdk+otlp', 'gateway+otlp', 'otlp-only']) {
       expect(stdout, context).toMatch(new RegExp(`^\\| ${variant.replace('+', '\\+')} \\| \\d+\\.\\d\\d \\| \\d+\\.\\d\\d–\\d+\\.\\d\\d \\|$`, 'm'));
     }
   });
@@ -19,8 +19,8 @@ describe('bench/spans.ts', () => {
     const { code, stdout, stderr } = await runNode(['bench/spans.ts', '--rounds', '1', '--requests', '1000', '--builds', 'dist,dist'], ROOT, 55_000);
     const context = `exit ${code}\n--- stdout\n${stdout}\n--- stderr\n${stderr}`;
     expect(code, context).toBe(0);
-    const rows = stdout.split('\n').filter((line) => /^\| dist (off|sdk|gateway|sdk\+otlp|gateway\+otlp) \| \d+\.\d\d \|/.test(line));
-    expect(rows, context).toHaveLength(10);
+    const rows = stdout.split('\n').filter((line) => /^\| dist (off|sdk|gateway|sdk\+otlp|gateway\+otlp|otlp-only) \| \d+\.\d\d \|/.test(line));
+    expect(rows, context).toHaveLength(12);
   });
 
   it('refuses a build that is not a compiled gateway', { timeout: 30_000 }, async () => {
