@@ -70,8 +70,18 @@ export class ProtoWriter {
 
   fixed32(value: number): void {
     this.reserve(4);
-    this.buf.writeUInt32LE(value >>> 0, this.pos);
-    this.pos += 4;
+    this.uint32le(value >>> 0);
+  }
+
+  /** Four bytes, little-endian; the caller has reserved them (stores, not Buffer#writeUInt32LE's checked call). */
+  private uint32le(v: number): void {
+    const buf = this.buf;
+    const p = this.pos;
+    buf[p] = v & 255;
+    buf[p + 1] = (v >>> 8) & 255;
+    buf[p + 2] = (v >>> 16) & 255;
+    buf[p + 3] = v >>> 24;
+    this.pos = p + 4;
   }
 
   double(value: number): void {
@@ -89,9 +99,8 @@ export class ProtoWriter {
     const lowSum = (fromLow16 >>> 0) + ((((fromHigh & 65535) * 65536) >>> 0) + nanos);
     const high = (Math.floor(fromLow16 / 4294967296) + ((fromHigh / 65536) >>> 0) + Math.floor(lowSum / 4294967296)) >>> 0;
     this.reserve(8);
-    this.buf.writeUInt32LE(lowSum >>> 0, this.pos);
-    this.buf.writeUInt32LE(high, this.pos + 4);
-    this.pos += 8;
+    this.uint32le(lowSum >>> 0);
+    this.uint32le(high);
   }
 
   string(s: string): void {
@@ -472,7 +481,10 @@ export class OtlpProtoEncoder {
     if (ranges === undefined) scopes.set(span.instrumentationScope, (ranges = []));
     const start = this.spansOut.pos;
     writeSpan(this.spansOut, span);
-    ranges.push(start, this.spansOut.pos);
+    // Spans of one resource and scope usually follow each other: one range, copied at once by take().
+    const last = ranges.length - 1;
+    if (last > 0 && ranges[last] === start) ranges[last] = this.spansOut.pos;
+    else ranges.push(start, this.spansOut.pos);
     this.count++;
   }
 
