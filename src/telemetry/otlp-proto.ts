@@ -156,18 +156,11 @@ export class ProtoWriter {
     const k = keyCache.get(key);
     if (k === undefined) return false;
     const n = value.length;
-    const kk = k.length;
-    // key field, then value = 2 { string_value = 1 }: 0x12, length, 0x0a, length, bytes.
-    const kvLength = kk + 4 + n;
+    // value = 2 { string_value = 1 }: 0x0a, length, bytes.
+    const kvLength = k.length + 4 + n;
     if (kvLength > 127) return false;
-    this.reserve(kvLength + 2);
+    let p = this.keyValueStart(kvTag, k, kvLength);
     const buf = this.buf;
-    let p = this.pos;
-    buf[p++] = kvTag;
-    buf[p++] = kvLength;
-    for (let i = 0; i < kk; i++) buf[p++] = k[i]!;
-    buf[p++] = 0x12;
-    buf[p++] = n + 2;
     buf[p++] = 0x0a;
     buf[p++] = n;
     for (let i = 0; i < n; i++) {
@@ -183,19 +176,12 @@ export class ProtoWriter {
   keyValueSmallInt(kvTag: number, key: string, value: number): boolean {
     const k = keyCache.get(key);
     if (k === undefined) return false;
-    const kk = k.length;
     let size = 1;
     for (let v = value; v > 127; v >>>= 7) size++;
-    const kvLength = kk + 3 + size;
+    const kvLength = k.length + 3 + size;
     if (kvLength > 127) return false;
-    this.reserve(kvLength + 2);
+    let p = this.keyValueStart(kvTag, k, kvLength);
     const buf = this.buf;
-    let p = this.pos;
-    buf[p++] = kvTag;
-    buf[p++] = kvLength;
-    for (let i = 0; i < kk; i++) buf[p++] = k[i]!;
-    buf[p++] = 0x12;
-    buf[p++] = size + 1;
     buf[p++] = 0x18;
     let v = value;
     while (v > 127) {
@@ -205,6 +191,23 @@ export class ProtoWriter {
     buf[p++] = v;
     this.pos = p;
     return true;
+  }
+
+  /**
+   * A one-pass KeyValue up to its value's content: tag, length, the kept key field, the value
+   * field's tag and length (the rest of the KeyValue). Returns where the value's content starts;
+   * this.pos is left to the caller, which moves it only once the whole KeyValue is written.
+   */
+  private keyValueStart(kvTag: number, k: Buffer, kvLength: number): number {
+    this.reserve(kvLength + 2);
+    const buf = this.buf;
+    let p = this.pos;
+    buf[p++] = kvTag;
+    buf[p++] = kvLength;
+    for (let i = 0; i < k.length; i++) buf[p++] = k[i]!;
+    buf[p++] = 0x12;
+    buf[p++] = kvLength - k.length - 2;
+    return p;
   }
 
   bytes(b: Uint8Array): void {
