@@ -47,6 +47,17 @@ describe('OTLP protobuf encoding on the request thread', () => {
     await provider.shutdown();
   });
 
+  it('writes ids given in upper or mixed case hex as the SDK does', async () => {
+    const memory = new InMemorySpanExporter();
+    const provider = new TracerProvider({ spanProcessors: [new SimpleSpanProcessor({ exporter: memory })] });
+    const parent = trace.setSpanContext(ROOT_CONTEXT, { traceId: '0AF7651916CD43dd8448EB211C80319C', spanId: 'B7aD6B7169203331', traceFlags: 1, isRemote: true });
+    provider.getTracer('t').startSpan('child', { kind: SpanKind.SERVER, links: [{ context: { traceId: 'ABCDEFabcdef0123456789ABCDEF0123', spanId: 'FfEeDdCcBbAa9988', traceFlags: 0 } }] }, parent).end();
+    const spans = memory.getFinishedSpans();
+    expect(spans[0]!.spanContext().traceId).toBe('0AF7651916CD43dd8448EB211C80319C');
+    expect(encode(new OtlpProtoEncoder(), spans)).toEqual(sdkBytes(spans));
+    await provider.shutdown();
+  });
+
   it('groups spans by resource and scope in first-seen order, whatever order they end in', async () => {
     const make = (service: string) => {
       const memory = new InMemorySpanExporter();
