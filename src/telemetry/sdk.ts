@@ -12,6 +12,7 @@ import { exportThreadAvailable, ThreadedExportProcessor } from './export-thread.
 import { OtlpProtoExportProcessor } from './otlp-proto.js';
 import { TraceStore } from '../lookup/store.js';
 import { GatewayTracer } from '../tracing/gateway-tracer.js';
+import { PooledRandomIdGenerator } from '../tracing/random-ids.js';
 import { propagatorFromEnv } from '../tracing/propagators.js';
 import { useGatewayTracer } from '../tracing/spans.js';
 import { gatewayMetrics } from './histograms.js';
@@ -105,9 +106,10 @@ export function startTelemetry(env: NodeJS.ProcessEnv = process.env): Telemetry 
   else {
     const sampler = samplerFromEnv(warn);
     const spanLimits = spanLimitsFromEnv();
-    tracerProvider = new TracerProvider({ resource, sampler, spanLimits, spanProcessors });
-    // The gateway's own SERVER and CLIENT spans: same sampler, limits, resource and processors.
-    useGatewayTracer(new GatewayTracer({ resource, sampler, spanLimits, spanProcessors }));
+    const idGenerator = new PooledRandomIdGenerator();
+    tracerProvider = new TracerProvider({ resource, sampler, spanLimits, spanProcessors, idGenerator });
+    // The gateway's own SERVER and CLIENT spans: same sampler, limits, ids, resource and processors.
+    useGatewayTracer(new GatewayTracer({ resource, sampler, spanLimits, spanProcessors, idGenerator }));
     context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
     const propagator = propagatorFromEnv(env.OTEL_PROPAGATORS, warn);
     if (propagator) propagation.setGlobalPropagator(propagator);

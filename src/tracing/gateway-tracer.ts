@@ -39,7 +39,8 @@ import {
   type InstrumentationScope,
 } from '@opentelemetry/core';
 import type { Resource } from '@opentelemetry/resources';
-import { RandomIdGenerator, type IdGenerator, type ReadableSpan, type Sampler, type SpanLimits, type SpanProcessor, type TimedEvent } from '@opentelemetry/sdk-trace';
+import { type IdGenerator, type ReadableSpan, type Sampler, type SpanLimits, type SpanProcessor, type TimedEvent } from '@opentelemetry/sdk-trace';
+import { PooledRandomIdGenerator } from './random-ids.js';
 
 /** W3C Trace Context Level 2 "random" trace-flag. */
 const RANDOM_FLAG = 0x02;
@@ -77,7 +78,7 @@ export class GatewayTracer {
     this.scope = options.scope ?? { name: 'tracing-gateway', version: undefined, schemaUrl: undefined };
     this.sampler = options.sampler;
     this.processors = options.spanProcessors;
-    this.ids = options.idGenerator ?? new RandomIdGenerator();
+    this.ids = options.idGenerator ?? new PooledRandomIdGenerator();
     const limits = { ...DEFAULT_LIMITS };
     for (const key of Object.keys(DEFAULT_LIMITS) as Array<keyof SpanLimits>) {
       const value = options.spanLimits[key];
