@@ -114,17 +114,40 @@ export class GatewayTracer {
       traceState: result.traceState ?? (continued ? parentContext.traceState : undefined),
     };
     if (result.decision === SamplingDecision.NOT_RECORD) return trace.wrapSpanContext(spanContext);
-    const span = new GatewaySpan(this, name, kind, spanContext, continued ? parentContext : undefined, cleanLinks);
-    span.setAttributes(attributes);
+    const kept = this.keepable(attributes);
+    const span = new GatewaySpan(this, name, kind, spanContext, continued ? parentContext : undefined, cleanLinks, kept >= 0 ? attributes : {}, Math.max(kept, 0));
+    if (kept < 0) span.setAttributes(attributes);
     if (result.attributes) span.setAttributes(result.attributes);
     for (let i = 0; i < this.processors.length; i++) this.processors[i]!.onStart(span, parent);
     return span;
+  }
+
+  /**
+   * The number of attributes in `attributes` when the span can keep the object itself, as
+   * setAttributes would have filled a new one: a plain, extensible object whose values are all
+   * strings within the length limit, numbers or booleans under non-empty keys, no more of them
+   * than the count limit. -1 otherwise (the span then copies them one by one). The gateway builds
+   * a fresh object for every span, so keeping it saves a copy per span.
+   */
+  private keepable(attributes: Attributes): number {
+    if (Object.getPrototypeOf(attributes) !== Object.prototype || !Object.isExtensible(attributes)) return -1;
+    const lengthLimit = this.limits.attributeValueLengthLimit;
+    let count = 0;
+    for (const key in attributes) {
+      if (key.length === 0 || !Object.hasOwn(attributes, key)) return -1;
+      const value = attributes[key];
+      const type = typeof value;
+      if (type === 'string') {
+        if ((value as string).length > lengthLimit) return -1;
+      } else if (type !== 'number' && type !== 'boolean') return -1;
+      count++;
+    }
+    return count <= this.limits.attributeCountLimit ? count : -1;
   }
 }
 
 /** A span of the gateway: the OpenTelemetry API Span, and the SDK's ReadableSpan once ended. */
 export class GatewaySpan implements Span, ReadableSpan {
-  readonly attributes: Attributes = {};
   readonly events: TimedEvent[] = [];
   readonly links: Link[];
   readonly startTime: HrTime;
@@ -135,7 +158,6 @@ export class GatewaySpan implements Span, ReadableSpan {
   droppedAttributesCount = 0;
   droppedEventsCount = 0;
   droppedLinksCount = 0;
-  private attributeCount = 0;
   /** Monotonic clock at start: the end time is the start plus this clock's elapsed time. */
   private readonly startedAt = performance.now();
 
@@ -146,6 +168,9 @@ export class GatewaySpan implements Span, ReadableSpan {
     private readonly context: SpanContext,
     readonly parentSpanContext: SpanContext | undefined,
     links: Link[],
+    /** Attributes already checked against the limits (GatewayTracer.keepable), owned by the span from now on. */
+    readonly attributes: Attributes,
+    private attributeCount: number,
   ) {
     this.startTime = millisToHrTime(Date.now());
     const linkLimit = tracer.limits.linkCountLimit;

@@ -145,6 +145,25 @@ describe('gateway spans read like SDK spans', () => {
     }
   });
 
+  it('attributes given at start are held to the same limits as those set later, whatever object holds them', () => {
+    const given = (): Attributes[] => [
+      { 'url.path': '/abcdef', n: 2, ok: true },
+      { 'url.path': '/abcdef', '': 'empty key', u: undefined, list: [1, 2] },
+      Object.freeze({ 'url.path': '/abcdef', n: 2 }),
+      Object.assign(Object.create(null) as Attributes, { 'url.path': '/abcdef', n: 2 }),
+    ];
+    for (const limits of [{}, { attributeValueLengthLimit: 3 }, { attributeCountLimit: 1 }, { attributeCountLimit: 3, attributeValueLengthLimit: 7 }]) {
+      for (const [i] of given().entries()) {
+        const result = both({ limits }, (start) => {
+          const span = start('s', SpanKind.SERVER, given()[i]!, ROOT_CONTEXT);
+          span.setAttribute('late', 1);
+          span.end();
+        });
+        expectSame(result, 1);
+      }
+    }
+  });
+
   it('random string, number and boolean attributes under random limits (property)', () => {
     const value = fc.oneof(fc.string({ unit: 'grapheme', maxLength: 40 }), fc.double(), fc.integer(), fc.boolean());
     fc.assert(
