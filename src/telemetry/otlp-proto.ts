@@ -328,7 +328,7 @@ function writeAnyValue(w: ProtoWriter, value: unknown): void {
 
 /** Each attribute as a KeyValue (key = 1, value = 2) in repeated field `field`. */
 function writeAttributes(w: ProtoWriter, attributes: Attributes, field: number): void {
-  const kvTag = (field << 3) | 2; // fields 1–3 here: a one-byte tag
+  const kvTag = (field << 3) | 2; // fields 1, 3, 4 and 9 here: every field up to 15 has a one-byte tag
   for (const key in attributes) {
     if (!Object.prototype.hasOwnProperty.call(attributes, key)) continue;
     const value = attributes[key];
