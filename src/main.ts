@@ -1,8 +1,10 @@
 #!/usr/bin/env node
 import { existsSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { startTelemetry } from './telemetry/sdk.js';
+import type { AdminServer } from './admin/admin-server.js';
 
 // `tracing-gateway trace <id> …` is the support CLI, a client of the admin API: it exits here,
 // before the SDK or the gateway starts.
@@ -66,21 +68,39 @@ telemetry.setLogger(logger);
 const demo = args.demo ? createDemoUpstream() : undefined;
 if (demo) await new Promise<void>((resolve) => demo.listen(DEMO_UPSTREAM_PORT, '127.0.0.1', resolve));
 
-const gateway = buildGateway(config, logger);
-let address;
-try {
-  address = await gateway.listen();
-} catch (err) {
-  const e = err as NodeJS.ErrnoException;
-  fail(`cannot listen on ${config.listen.host}:${config.listen.port}: ${e.code ?? e.message}`);
-}
-// The admin listener (trace lookup), when the config has an `admin` block.
+const threads = config.workers === 'auto' ? availableParallelism() : config.workers;
 const { startAdminServer } = await import('./admin/admin-server.js');
-const admin = await startAdminServer({ config, logger, telemetry, health: gateway.health }).catch((err: Error) => fail(err.message));
+let gateway: { close(): Promise<void>; flushAccessLog(): void };
+let address;
+let admin: AdminServer | undefined;
+if (threads === 1) {
+  const single = buildGateway(config, logger);
+  gateway = single;
+  try {
+    address = await single.listen();
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    fail(`cannot listen on ${config.listen.host}:${config.listen.port}: ${e.code ?? e.message}`);
+  }
+  // The admin listener (trace lookup), when the config has an `admin` block.
+  admin = await startAdminServer({ config, logger, telemetry, health: single.health }).catch((err: Error) => fail(err.message));
+} else {
+  // The proxy runs on `threads` threads sharing the port; this thread supervises them and
+  // serves the admin listener for all of them.
+  const { ProxyThreads } = await import('./workers/proxy-threads.js');
+  const pool = new ProxyThreads(config, logger, threads);
+  gateway = { close: () => pool.stop(), flushAccessLog: () => undefined };
+  address = await pool.start().catch(async (err: Error) => {
+    await pool.stop();
+    return fail(err.message);
+  });
+  admin = await startAdminServer({ config, logger, telemetry, health: pool, spans: pool, metricsText: pool.metricsText }).catch((err: Error) => fail(err.message));
+}
 logger.info(
   {
     address: `${address.host}:${address.port}`,
     config: file,
+    workers: threads,
     routes: config.routes.map((r) => `${r.prefix} → ${r.upstream}`),
     span_export: telemetry.exportTarget,
     demo_upstream: demo ? `127.0.0.1:${DEMO_UPSTREAM_PORT}` : undefined,

@@ -2,9 +2,9 @@ import { createServer, type IncomingMessage, type ServerResponse, type Server } 
 import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { SpanStatusCode } from '@opentelemetry/api';
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyListenOptions } from 'fastify';
 import { HealthMonitor, healthRoutes } from './admin/health.js';
-import { metricsRoute } from './admin/metrics.js';
+import { metricsRoute, type MetricsText } from './admin/metrics.js';
 import { RESERVED_PREFIXES, type GatewayConfig } from './config/schema.js';
 import { RequestContext, currentRequest, requestStorage } from './context/request-context.js';
 import { resolveRequestId } from './context/request-id.js';
@@ -49,7 +49,16 @@ export interface Gateway {
   flushAccessLog(): void;
 }
 
-export function buildGateway(config: GatewayConfig, logger: Logger): Gateway {
+export interface GatewayOptions {
+  /** What GET /metrics serves: by default this thread's metrics; with several proxy threads, all of them merged. */
+  metricsText?: MetricsText;
+  /** Share the listen port with the gateway's other proxy threads (SO_REUSEPORT). */
+  reusePort?: boolean;
+  /** Listen on this port instead of listen.port (the other proxy threads join the first one's port). */
+  port?: number;
+}
+
+export function buildGateway(config: GatewayConfig, logger: Logger, options: GatewayOptions = {}): Gateway {
   const instruments = new GatewayInstruments();
   const accessLog = new AccessLog(logger);
   const upstreams = createUpstreams(config.upstreams, (upstream, from, to, failures) => {
@@ -221,7 +230,7 @@ export function buildGateway(config: GatewayConfig, logger: Logger): Gateway {
 
   const startedAt = Date.now();
   if (config.listen.metricsAndHealth) {
-    void app.register(metricsRoute, { prometheus: telemetry().prometheus });
+    void app.register(metricsRoute, { text: options.metricsText ?? telemetry().metricsText });
     void app.register(healthRoutes, { monitor: health, version: VERSION, startedAt });
   }
   // Unmatched requests reach Fastify only for a 404: their bodies are never parsed.
@@ -234,9 +243,12 @@ export function buildGateway(config: GatewayConfig, logger: Logger): Gateway {
     health,
     async listen() {
       await health.start();
-      await app.listen({ host: config.listen.host, port: config.listen.port });
+      const wanted = options.port ?? config.listen.port;
+      // Fastify hands these options to net.Server#listen as they are; its types lack reusePort.
+      const listenOptions: FastifyListenOptions & { reusePort?: boolean } = { host: config.listen.host, port: wanted, reusePort: options.reusePort === true };
+      await app.listen(listenOptions);
       const address = app.server.address();
-      const port = typeof address === 'object' && address ? address.port : config.listen.port;
+      const port = typeof address === 'object' && address ? address.port : wanted;
       return { host: config.listen.host, port };
     },
     async close() {

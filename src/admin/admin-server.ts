@@ -1,20 +1,27 @@
 import Fastify from 'fastify';
 import type { GatewayConfig } from '../config/schema.js';
 import type { Logger } from '../logging/logger.js';
-import { TraceLookup } from '../lookup/service.js';
+import { TraceLookup, type SpanSource } from '../lookup/service.js';
+import type { StoreLimits } from '../lookup/store.js';
 import { TempoClient } from '../lookup/tempo.js';
 import { VERSION } from '../server.js';
 import type { Telemetry } from '../telemetry/sdk.js';
-import { healthRoutes, type HealthMonitor } from './health.js';
+import { healthRoutes, type HealthSource } from './health.js';
 import { lookupRoutes } from './lookup.js';
-import { metricsRoute } from './metrics.js';
+import { metricsRoute, type MetricsText } from './metrics.js';
 
 export interface AdminServerOptions {
   config: GatewayConfig;
   logger: Logger;
   telemetry: Telemetry;
-  health: HealthMonitor;
+  health: HealthSource;
   env?: NodeJS.ProcessEnv;
+  /**
+   * With several proxy threads: their spans, their metrics merged. The stores are theirs, so this
+   * thread's own store stays off.
+   */
+  spans?: SpanSource;
+  metricsText?: MetricsText;
 }
 
 export interface AdminServer {
@@ -36,6 +43,16 @@ function resolveToken(configured: string | undefined, env: NodeJS.ProcessEnv): {
 }
 
 /**
+ * The embedded span store's limits: the configured ones when the lookup API is on (an admin block
+ * with a token), none otherwise. Shared out evenly when several proxy threads each keep a store.
+ */
+export function storeLimitsFor(config: GatewayConfig, env: NodeJS.ProcessEnv, threads = 1): StoreLimits {
+  if (!config.admin || !resolveToken(config.admin.token, env).token) return STORE_OFF;
+  const { maxSpans, maxBytes } = config.admin.store;
+  return { maxSpans: Math.ceil(maxSpans / threads), maxBytes: Math.ceil(maxBytes / threads) };
+}
+
+/**
  * Starts the admin listener (trace lookup API and page, optionally /metrics and /health) when
  * the config has an `admin` block. Without one, or without a token, the span store is switched
  * off so it costs nothing. Resolves undefined when there is no admin listener. Never logs the token.
@@ -44,9 +61,9 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
   const { config, logger, telemetry } = opts;
   const env = opts.env ?? process.env;
   const admin = config.admin;
-  const store = telemetry.traceStore;
+  const own = telemetry.traceStore;
   if (!admin) {
-    store.configure(STORE_OFF);
+    own.configure(STORE_OFF);
     logger.info(
       env.GATEWAY_ADMIN_TOKEN ? 'admin listener off: GATEWAY_ADMIN_TOKEN is set but the config has no "admin" block' : 'admin listener off: no "admin" block in the config, so trace lookup is unavailable',
     );
@@ -54,7 +71,8 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
   }
 
   const { token, problem } = resolveToken(admin.token, env);
-  store.configure(token ? admin.store : STORE_OFF);
+  own.configure(opts.spans === undefined ? storeLimitsFor(config, env) : STORE_OFF);
+  const store = opts.spans ?? own;
   const tempo = admin.tempoUrl ? new TempoClient({ url: admin.tempoUrl, timeoutMs: admin.tempoTimeoutMs, searchHours: admin.tempoSearchHours }) : undefined;
   const grafana = admin.grafanaUrl ? { url: admin.grafanaUrl, datasourceUid: admin.grafanaTempoDatasourceUid } : undefined;
   const lookup = new TraceLookup({ store, tempo, grafana });
@@ -71,7 +89,7 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
   });
   await app.register(lookupRoutes, { lookup, token, disabledReason: problem, logger });
   if (admin.metricsAndHealth) {
-    await app.register(metricsRoute, { prometheus: telemetry.prometheus });
+    await app.register(metricsRoute, { text: opts.metricsText ?? telemetry.metricsText });
     await app.register(healthRoutes, { monitor: opts.health, version: VERSION, startedAt: Date.now() });
   }
 

@@ -90,7 +90,7 @@ export class HealthMonitor {
   }
 
   /** Ready when every upstream passed its last check and no circuit is open. */
-  snapshot(): { ready: boolean; upstreams: Record<string, UpstreamHealth & { circuit: CircuitState }> } {
+  snapshot(): HealthSnapshot {
     let ready = true;
     const upstreams: Record<string, UpstreamHealth & { circuit: CircuitState }> = {};
     for (const [name, health] of this.state) {
@@ -102,8 +102,18 @@ export class HealthMonitor {
   }
 }
 
+export interface HealthSnapshot {
+  ready: boolean;
+  upstreams: Record<string, UpstreamHealth & { circuit: CircuitState }>;
+}
+
+/** This thread's monitor, or one that combines every proxy thread's. */
+export interface HealthSource {
+  snapshot(): HealthSnapshot | Promise<HealthSnapshot>;
+}
+
 export interface HealthRoutesOptions {
-  monitor: HealthMonitor;
+  monitor: HealthSource;
   version: string;
   startedAt: number;
 }
@@ -112,7 +122,7 @@ export interface HealthRoutesOptions {
 export async function healthRoutes(app: FastifyInstance, opts: HealthRoutesOptions): Promise<void> {
   app.get('/health/live', async () => ({ status: 'ok' }));
   app.get('/health/ready', async (_req, reply) => {
-    const { ready, upstreams } = opts.monitor.snapshot();
+    const { ready, upstreams } = await opts.monitor.snapshot();
     reply.code(ready ? 200 : 503).header('cache-control', 'no-store');
     return { status: ready ? 'ready' : 'not_ready', upstreams };
   });

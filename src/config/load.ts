@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import type { z } from 'zod';
-import { configSchema, type GatewayConfig } from './schema.js';
+import { configSchema, workersSchema, type GatewayConfig } from './schema.js';
 
 /** A configuration problem, already phrased as the one line an operator reads. */
 export class ConfigError extends Error {
@@ -36,7 +36,8 @@ function parsePort(raw: string, name: string, file: string): number {
 
 /**
  * Reads and validates the gateway configuration (YAML or JSON).
- * Environment overrides: GATEWAY_HOST / GATEWAY_PORT (or PORT) for the listener, LOG_LEVEL for logging.
+ * Environment overrides: GATEWAY_HOST / GATEWAY_PORT (or PORT) for the listener, GATEWAY_WORKERS
+ * for the proxy threads, LOG_LEVEL for logging.
  */
 export function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): GatewayConfig {
   let text: string;
@@ -63,6 +64,12 @@ export function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): 
   if (env.GATEWAY_HOST) config.listen.host = env.GATEWAY_HOST;
   const port = env.GATEWAY_PORT ?? env.PORT;
   if (port !== undefined && port !== '') config.listen.port = parsePort(port, env.GATEWAY_PORT ? 'GATEWAY_PORT' : 'PORT', file);
+  if (env.GATEWAY_WORKERS) {
+    const raw = env.GATEWAY_WORKERS.trim();
+    const workers = workersSchema.safeParse(raw === 'auto' ? raw : Number(raw));
+    if (!workers.success) throw new ConfigError(`${file}: workers: GATEWAY_WORKERS="${env.GATEWAY_WORKERS}" is not a whole number from 1 to 64, or "auto"`);
+    config.workers = workers.data;
+  }
   if (env.LOG_LEVEL) {
     const level = configSchema.shape.logging.unwrap().shape.level.safeParse(env.LOG_LEVEL.toLowerCase());
     if (!level.success) throw new ConfigError(`${file}: logging.level: LOG_LEVEL="${env.LOG_LEVEL}" is not one of fatal, error, warn, info, debug, trace, silent`);

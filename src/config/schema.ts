@@ -48,8 +48,18 @@ const routeSchema = z.strictObject({
     .prefault({}),
 });
 
+/** Threads serving the proxy port; "auto" is one per core the process may use. */
+const WORKERS = { error: 'must be a whole number from 1 to 64, or "auto"' };
+export const workersSchema = z.union([z.number(WORKERS).int(WORKERS).min(1, WORKERS).max(64, WORKERS), z.literal('auto', WORKERS)], WORKERS);
+
 export const configSchema = z
   .strictObject({
+    /**
+     * Proxy threads sharing the listen port (the kernel spreads connections over them, SO_REUSEPORT).
+     * 1: the proxy runs on the main thread. More: the main thread supervises them and serves the
+     * admin listener; /metrics and trace lookup cover all of them.
+     */
+    workers: workersSchema.default(1),
     listen: z
       .strictObject({
         host: z.string().min(1).default('0.0.0.0'),

@@ -33,6 +33,8 @@ export interface LoggerOptions {
   redact?: string[];
   /** A destination for tests; otherwise stdout or `file`. */
   destination?: DestinationStream;
+  /** The proxy thread (1…n) writing, when the gateway runs several: a `worker` field on each line. */
+  worker?: number;
 }
 
 export function createLogger(options: LoggerOptions): Logger {
@@ -44,7 +46,7 @@ export function createLogger(options: LoggerOptions): Logger {
   return pino(
     {
       level: options.level,
-      base: { service: process.env.OTEL_SERVICE_NAME ?? 'tracing-gateway' },
+      base: { service: process.env.OTEL_SERVICE_NAME ?? 'tracing-gateway', ...(options.worker === undefined ? {} : { worker: options.worker }) },
       messageKey: 'msg',
       // pino's isoTime, formatted without Date#toISOString per line (iso-time.ts).
       timestamp: () => `,"time":"${clock.at(Date.now())}"`,

@@ -1,5 +1,5 @@
 import { REQUEST_ID_HELP, TRACE_ID_HELP, isValidRequestId, normalizeTraceId } from './ids.js';
-import type { TraceStore } from './store.js';
+import type { StoreStats } from './store.js';
 import { buildSummary, type GrafanaLink, type SpanData, type TraceSummary } from './summary.js';
 import { TempoError, type TempoClient } from './tempo.js';
 
@@ -23,8 +23,16 @@ export class LookupFailure extends Error {
 const NOT_SAMPLED = 'It was not sampled: unsampled requests still get an X-Trace-ID (and log lines with "sampled":false) but record no spans.';
 const NOT_HERE = 'It never reached the gateway (check the ID for typos; an ID from another system will not be found).';
 
+/** Where the gateway's own recent spans are read: this thread's store, or every proxy thread's. */
+export interface SpanSource {
+  spansOf(traceId: string): SpanData[] | Promise<SpanData[]>;
+  /** Trace IDs of the request, newest first. */
+  traceIdsForRequest(requestId: string): string[] | Promise<string[]>;
+  stats(): StoreStats | Promise<StoreStats>;
+}
+
 export interface TraceLookupOptions {
-  store: TraceStore;
+  store: SpanSource;
   tempo?: TempoClient | undefined;
   grafana?: GrafanaLink | undefined;
 }
@@ -64,7 +72,7 @@ export class TraceLookup {
     if (tempo) {
       const spans = await this.fromTempo(() => tempo.traceById(traceId));
       if (spans.length > 0) return this.summarize(traceId, spans, 'tempo');
-      const local = store.spansOf(traceId);
+      const local = await store.spansOf(traceId);
       if (local.length > 0) {
         const summary = this.summarize(traceId, local, 'gateway');
         summary.notes = [...(summary.notes ?? []), 'Tempo does not have this trace (yet): these are only the gateway\'s own spans. Spans reach Tempo a few seconds after a request; look again shortly for the other services.'];
@@ -81,9 +89,9 @@ export class TraceLookup {
         ],
       });
     }
-    const local = store.spansOf(traceId);
+    const local = await store.spansOf(traceId);
     if (local.length > 0) return this.summarize(traceId, local, 'gateway');
-    throw new LookupFailure(404, { error: 'trace_not_found', message: `This gateway has no spans of trace ${traceId}.`, reasons: this.storeReasons() });
+    throw new LookupFailure(404, { error: 'trace_not_found', message: `This gateway has no spans of trace ${traceId}.`, reasons: await this.storeReasons() });
   }
 
   async request(input: string): Promise<TraceSummary> {
@@ -92,7 +100,7 @@ export class TraceLookup {
       throw new LookupFailure(400, { error: 'invalid_id', message: `"${clip(input)}" is neither a trace ID nor a request ID: ${TRACE_ID_HELP}; ${REQUEST_ID_HELP}` });
     }
     const { store, tempo } = this.options;
-    let traceIds = store.traceIdsForRequest(requestId);
+    let traceIds = await store.traceIdsForRequest(requestId);
     if (traceIds.length === 0 && tempo) traceIds = await this.fromTempo(() => tempo.searchRequestId(requestId));
     const [newest, ...others] = traceIds;
     if (newest === undefined) {
@@ -103,7 +111,7 @@ export class TraceLookup {
             'It is older than Tempo keeps traces (its retention period).',
             'The ID is not the X-Request-ID the gateway answered with (an invalid inbound X-Request-ID is replaced by a new UUID).',
           ]
-        : [...this.storeReasons(), 'The ID is not the X-Request-ID the gateway answered with (an invalid inbound X-Request-ID is replaced by a new UUID).'];
+        : [...(await this.storeReasons()), 'The ID is not the X-Request-ID the gateway answered with (an invalid inbound X-Request-ID is replaced by a new UUID).'];
       throw new LookupFailure(404, { error: 'request_not_found', message: `No trace found for request ID ${requestId}.`, reasons });
     }
     const summary = await this.trace(newest);
@@ -126,8 +134,8 @@ export class TraceLookup {
     }
   }
 
-  private storeReasons(): string[] {
-    const s = this.options.store.stats();
+  private async storeReasons(): Promise<string[]> {
+    const s = await this.options.store.stats();
     const since = s.oldestStartMs !== undefined ? `; it currently reaches back to ${new Date(s.oldestStartMs).toISOString()}` : '';
     return [
       NOT_SAMPLED,

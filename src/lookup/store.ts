@@ -11,6 +11,15 @@ export interface StoreLimits {
   maxBytes: number;
 }
 
+export interface StoreStats {
+  spans: number;
+  bytes: number;
+  evicted: number;
+  maxSpans: number;
+  maxBytes: number;
+  oldestStartMs: number | undefined;
+}
+
 export const DEFAULT_STORE_LIMITS: StoreLimits = { maxSpans: 20_000, maxBytes: 32 * 1024 * 1024 };
 
 /** Indexed by OTLP SpanKind (the SDK's kind + 1). */
@@ -462,7 +471,7 @@ export class TraceStore implements SpanProcessor {
     return ids;
   }
 
-  stats(): { spans: number; bytes: number; evicted: number; maxSpans: number; maxBytes: number; oldestStartMs: number | undefined } {
+  stats(): StoreStats {
     return {
       spans: this.count,
       bytes: this.bytes,

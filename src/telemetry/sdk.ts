@@ -1,7 +1,7 @@
 import { context, diag, DiagConsoleLogger, metrics, propagation, trace } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { diagLogLevelFromString, getBooleanFromEnv, getNumberFromEnv, getStringFromEnv } from '@opentelemetry/core';
-import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
+import { PrometheusExporter, PrometheusSerializer } from '@opentelemetry/exporter-prometheus';
 import { OTLPTraceExporter as OTLPJsonTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { RuntimeNodeInstrumentation } from '@opentelemetry/instrumentation-runtime-node';
 import { MeterProvider } from '@opentelemetry/sdk-metrics';
@@ -21,6 +21,8 @@ import { prometheusViews } from './views.js';
 export interface Telemetry {
   /** Serves GET /metrics from the gateway's own listener (the exporter starts no server). */
   readonly prometheus: PrometheusExporter;
+  /** This thread's metrics in Prometheus text format (what GET /metrics serves with one proxy thread). */
+  metricsText(): Promise<string>;
   /** Where spans go, for the start-up log line: "otlp http/protobuf → http://…", "console" or "none". */
   readonly exportTarget: string;
   /** Problems with the OTEL_* settings, for the start-up log. */
@@ -81,6 +83,13 @@ export function startTelemetry(env: NodeJS.ProcessEnv = process.env): Telemetry 
   const warn = (message: string): void => void warnings.push(message);
   // The request-duration histograms are the gateway's own (histograms.ts), read with the SDK's instruments.
   const prometheus = new PrometheusExporter({ preventServerStart: true, withoutScopeInfo: true, metricProducers: [gatewayMetrics] });
+  // The exporter's own serialiser settings: no prefix, no timestamps, target_info, no scope labels.
+  const serializer = new PrometheusSerializer(undefined, false, undefined, false, true);
+  const metricsText = async (): Promise<string> => {
+    const { resourceMetrics, errors } = await prometheus.collect();
+    if (errors.length > 0) diag.error('metrics collection errors', ...errors);
+    return serializer.serialize(resourceMetrics);
+  };
   // OTEL_SDK_DISABLED: no tracer provider is registered, so every span is a no-op.
   const disabled = getBooleanFromEnv('OTEL_SDK_DISABLED');
   // Export is batched off the request path; OTEL_BSP_* tune the queue, which is bounded.
@@ -119,6 +128,7 @@ export function startTelemetry(env: NodeJS.ProcessEnv = process.env): Telemetry 
   traceStore.bindMetrics();
   active = {
     prometheus,
+    metricsText,
     traceStore,
     exportTarget: target,
     setLogger: (logger) => exportProcessor?.setLogger(logger),

@@ -30,6 +30,8 @@ describe('bad configuration stops start-up with one line naming file, key and pr
     ['bad method', { ...valid, routes: [{ name: 'r', prefix: '/r', upstream: 'users', methods: ['FETCH'] }] }, 'routes[0].methods[0]:'],
     ['duplicate prefix', { ...valid, routes: [{ name: 'a', prefix: '/r', upstream: 'users' }, { name: 'b', prefix: '/r', upstream: 'users' }] }, 'routes[1].prefix: duplicate prefix "/r"'],
     ['no routes', { upstreams: valid.upstreams, routes: [] }, 'routes: at least one route is required'],
+    ['no proxy threads', { ...valid, workers: 0 }, 'workers: must be a whole number from 1 to 64, or "auto"'],
+    ['proxy threads not a number', { ...valid, workers: 'many' }, 'workers: must be a whole number from 1 to 64, or "auto"'],
   ];
   it.each(cases)('%s', (_name, config, expected) => {
     const file = writeConfig(config);
@@ -60,6 +62,32 @@ describe('bad configuration stops start-up with one line naming file, key and pr
     const { code, stderr } = start(['--config', writeConfig(valid)], { GATEWAY_PORT: 'eighty' });
     expect(code).toBe(1);
     expect(stderr).toContain('listen.port: GATEWAY_PORT="eighty" is not a port number');
+  });
+
+  it('a bad GATEWAY_WORKERS', () => {
+    const { code, stderr } = start(['--config', writeConfig(valid)], { GATEWAY_WORKERS: '2.5' });
+    expect(code).toBe(1);
+    expect(stderr.trim().split('\n')).toHaveLength(1);
+    expect(stderr).toContain('workers: GATEWAY_WORKERS="2.5" is not a whole number from 1 to 64, or "auto"');
+  });
+
+  it('a port taken by another program, with several proxy threads', async () => {
+    const { createServer } = await import('node:net');
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    const port = (taken.address() as { port: number }).port;
+    try {
+      const result = spawnSync(process.execPath, ['--import', './dist/src/telemetry/register.js', 'dist/src/main.js', '--config', writeConfig({ ...valid, workers: 2, listen: { host: '127.0.0.1', port } })], {
+        cwd: ROOT,
+        env: { PATH: process.env.PATH },
+        encoding: 'utf8',
+        timeout: 15_000,
+      });
+      expect(result.status).toBe(1);
+      expect(result.stderr.trim()).toBe(`tracing-gateway: cannot listen on 127.0.0.1:${port}: EADDRINUSE`);
+    } finally {
+      taken.close();
+    }
   });
 
   it('a bad LOG_LEVEL', () => {
