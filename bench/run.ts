@@ -21,7 +21,7 @@ const USAGE = `usage: node bench/run.ts [options]
   --rounds N           interleaved rounds (default 3)
   --duration S         seconds per load window (default 10)
   --connections LIST   concurrencies, e.g. 50,8 (default 50,8)
-  --targets LIST       which targets, e.g. 1,2,5 (default 1,2,3,4,5)
+  --targets LIST       which targets, e.g. 1,2,5 (default 1,2,3,4,5,6)
   --warmup S           unmeasured load before the windows (default: 30% of --duration, 1-3 s)
   --quiet-wait S       shared machines: before each window wait up to S s for other processes to use
                        < 15% of the CPU, and repeat a window (at most twice) that they disturbed
@@ -33,7 +33,8 @@ const USAGE = `usage: node bench/run.ts [options]
   --profile            target 5 alone for one round with --cpu-prof; prints the top 25 self-time functions
   --out FILE           results JSON (default bench/results/<timestamp>.json)
 targets: 1 direct to upstream, 2 fastify + @fastify/http-proxy, 3 the same + OTel auto-instrumentations,
-         4 gateway with sampler always_off, 5 gateway fully traced (always_on, OTLP to the sink)`;
+         4 gateway with sampler always_off, 5 gateway fully traced (always_on, OTLP to the sink),
+         6 target 5 with two proxy threads (workers: 2)`;
 
 function die(message: string): never {
   process.stderr.write(`bench: ${message}\n`);
@@ -79,7 +80,7 @@ const opts = {
   rounds: parsed.smoke || mode !== 'bench' ? 1 : Number(parsed.rounds ?? 3),
   duration: parsed.smoke ? 2 : Number(parsed.duration ?? 10),
   connections: parsed.smoke ? [8] : numberList(parsed.connections ?? '50,8', 'connections'),
-  targets: mode !== 'bench' ? [5] : numberList(parsed.targets ?? '1,2,3,4,5', 'targets'),
+  targets: mode !== 'bench' ? [5] : numberList(parsed.targets ?? '1,2,3,4,5,6', 'targets'),
   soakSeconds: Number(parsed.soak ?? 0),
   warmup: 0,
   quietWait: parsed.smoke ? 0 : Number(parsed['quiet-wait'] ?? 60),
@@ -94,7 +95,7 @@ opts.warmup = parsed.warmup !== undefined ? Number(parsed.warmup) : Math.min(3, 
 if (!(Number.isInteger(opts.warmup) && opts.warmup >= 0 && opts.warmup <= 60)) die('--warmup: expected whole seconds, 0-60');
 if (!(opts.quietWait >= 0 && opts.quietWait <= 3600)) die('--quiet-wait: expected 0-3600 seconds');
 const unknown = opts.targets.filter((t) => !TARGETS.some((d) => d.id === t));
-if (unknown.length) die(`--targets: unknown target(s) ${unknown.join(', ')} (1-5)`);
+if (unknown.length) die(`--targets: unknown target(s) ${unknown.join(', ')} (1-6)`);
 if (!existsSync(join(ROOT, 'dist/src/main.js'))) die('dist/src/main.js not found: build first (npm run build), or use npm run bench');
 
 // Every process the bench starts dies with it, whatever the way out.

@@ -72,7 +72,7 @@ export function medians(rows: Row[]): Row[] {
 }
 
 export interface Ratios {
-  /** req/s ratios of target 5 to targets 2, 3, 4, 1, per concurrency ("c50": {...}). */
+  /** req/s ratios of target 5 to targets 2, 3, 4, 1 (and of target 6 to 5, 2, 3), per concurrency ("c50": {...}). */
   reqPerSec: Record<string, Record<string, number | null>>;
   /** p99 of target 5 minus p99 of target 2, in ms, at the lowest concurrency measured (8 by default). */
   p99DiffMs5minus2: { connections: number; ms: number | null };
@@ -88,6 +88,13 @@ export function ratios(med: Row[]): Ratios {
     for (const other of [2, 3, 4, 1]) {
       const o = find(other, c);
       entry[`5/${other}`] = five && o ? five.reqPerSec / o.reqPerSec : null;
+    }
+    const six = find(6, c);
+    if (six) {
+      for (const other of [5, 2, 3]) {
+        const o = find(other, c);
+        entry[`6/${other}`] = o ? six.reqPerSec / o.reqPerSec : null;
+      }
     }
     reqPerSec[`c${c}`] = entry;
   }

@@ -1,4 +1,4 @@
-// The five benchmark targets. Each runs as its own process on its own port (target 1 is the
+// The benchmark targets. Each runs as its own process on its own port (target 1 is the
 // upstream itself), started with a clean environment so the caller's OTEL_* settings cannot leak in.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -114,7 +114,7 @@ const fastifyProxyOtel: TargetDef = {
  * directory (a real file write per request, as in production; /dev/null would hide the write
  * cost). Both gateway targets export to the sink; only the sampler differs.
  */
-function gateway(id: number, name: string, sampler: string): TargetDef {
+function gateway(id: number, name: string, sampler: string, workers = 1): TargetDef {
   return {
     id,
     name,
@@ -125,6 +125,7 @@ function gateway(id: number, name: string, sampler: string): TargetDef {
       mkdirSync(dir, { recursive: true });
       const logFile = join(dir, 'access.log');
       const config = {
+        workers,
         listen: { host: '127.0.0.1', port },
         logging: { level: 'info', file: logFile },
         upstreams: { nginx: { url: ctx.upstream.url } },
@@ -147,4 +148,7 @@ export const TARGETS: TargetDef[] = [
   fastifyProxyOtel,
   gateway(4, 'gateway, tracing off', 'always_off'),
   gateway(5, 'gateway, fully traced', 'always_on'),
+  // The same with two proxy threads sharing the port (README "Proxy threads"): one process, so its
+  // CPU and RSS are measured as for target 5.
+  gateway(6, 'gateway, fully traced, 2 threads', 'always_on', 2),
 ];

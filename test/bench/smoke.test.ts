@@ -39,7 +39,7 @@ describe('bench --smoke', () => {
     expect(code, context).toBe(0);
 
     expect(stdout, context).toMatch(/^upstream: (nginx|node:http) /m);
-    for (const id of [1, 2, 3, 4, 5]) expect(stdout, context).toMatch(new RegExp(`^  target ${id} \\(.+\\): pid \\d+, port \\d+, ready`, 'm'));
+    for (const id of [1, 2, 3, 4, 5, 6]) expect(stdout, context).toMatch(new RegExp(`^  target ${id} \\(.+\\): pid \\d+, port \\d+, ready`, 'm'));
     // Nothing the bench started outlives it.
     const pids = [...stdout.matchAll(/: pid (\d+), port/g)].map((m) => Number(m[1]));
     const alive = pids.filter((pid) => {
@@ -57,7 +57,7 @@ describe('bench --smoke', () => {
 
     expect(existsSync(out)).toBe(true);
     const result = JSON.parse(readFileSync(out, 'utf8')) as { rows: Row[]; medians: Row[] };
-    expect(result.rows.map((r) => r.target).sort()).toEqual([1, 2, 3, 4, 5]);
+    expect(result.rows.map((r) => r.target).sort()).toEqual([1, 2, 3, 4, 5, 6]);
     for (const row of result.rows) {
       expect(row.connections).toBe(8);
       expect(row.requests, `target ${row.target}`).toBeGreaterThan(0);
@@ -72,6 +72,9 @@ describe('bench --smoke', () => {
     expect(byTarget(5).spansPerReq).toBeGreaterThanOrEqual(1.9);
     expect(byTarget(5).spansPerReq).toBeLessThanOrEqual(2.1);
     expect(byTarget(5).otlpTraceBytesPerReq).toBeGreaterThan(0);
+    // Two proxy threads: still two spans per request, whichever thread served it.
+    expect(byTarget(6).spansPerReq).toBeGreaterThanOrEqual(1.9);
+    expect(byTarget(6).spansPerReq).toBeLessThanOrEqual(2.1);
     // Sampler always_off, same exporter configuration: nothing reaches the sink.
     expect(byTarget(4).spansPerReq).toBe(0);
     expect(byTarget(4).otlpTraceBytesPerReq).toBe(0);
