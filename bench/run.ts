@@ -236,6 +236,7 @@ async function runTarget(def: TargetDef, ctx: Ctx, sink: Sink, round: number, ex
   const key = `t${def.id}-r${round}`;
   const running = await startChecked(def, ctx, key, extra);
   let sent = 1; // the probe
+  let accounting: SoakOutcome | undefined;
   const windows: Array<{ connections: number; w: Window }> = [];
   const windowsUs: Array<[number, number]> = [];
   const nowUs = () => Number(process.hrtime.bigint() / 1000n);
@@ -262,10 +263,15 @@ async function runTarget(def: TargetDef, ctx: Ctx, sink: Sink, round: number, ex
       if (def.id >= 4) await scrapeHeapUsed(running.port);
       log(`    c=${c}: ${Math.round(w.load.reqPerSec)} req/s, p99 ${w.load.p99Ms.toFixed(2)} ms, ${w.load.errors} errors, other load ${w.otherCpuPct.toFixed(0)}% of the machine`);
     }
+    // What the gateway itself counted (exported / dropped for a full queue / failed), before the final flush.
+    if (def.id >= 4) accounting = await scrapeOutcome(running.port).catch(() => undefined);
+    const lost = (accounting?.telemetrySpans.dropped ?? 0) + (accounting?.telemetrySpans.failed ?? 0);
+    if (lost > 0) log(`    spans not exported, as the gateway counted them: ${JSON.stringify(accounting!.telemetrySpans)}`);
   } finally {
     await running.stop();
   }
   const logBytes = fileSize(running.logFile);
+  const telemetrySpans = accounting?.telemetrySpans;
   if (running.logFile) rmSync(running.logFile, { force: true });
   let spansPerReq: number | null = null;
   let bytesPerReq: number | null = null;
@@ -294,6 +300,7 @@ async function runTarget(def: TargetDef, ctx: Ctx, sink: Sink, round: number, ex
     spansPerReq,
     otlpTraceBytesPerReq: bytesPerReq,
     accessLogBytesPerReq: running.logFile ? logBytes / sent : null,
+    ...(telemetrySpans ? { telemetrySpans } : {}),
   }));
   return { rows, windowsUs };
 }

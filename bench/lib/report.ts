@@ -18,6 +18,8 @@ export interface Row extends LoadResult {
   spansPerReq: number | null;
   otlpTraceBytesPerReq: number | null;
   accessLogBytesPerReq: number | null;
+  /** The gateway's own span accounting at the end of the round (gateway_telemetry_spans_total by outcome: exported, dropped, failed). */
+  telemetrySpans?: Record<string, number>;
 }
 
 export function median(values: number[]): number {
