@@ -31,7 +31,6 @@ interface Slot {
   startedAt: number;
   restartDelay: number;
   restartTimer: NodeJS.Timeout | undefined;
-  stopped: Promise<void> | undefined;
 }
 
 /** Resource attributes with one service.instance.id for every thread, unless the operator set one. */
@@ -56,7 +55,8 @@ export class ProxyThreads implements SpanSource, HealthSource {
   private readonly slots: Slot[];
   private readonly env: NodeJS.ProcessEnv;
   private readonly threadUrl: URL;
-  private port = 0;
+  /** listen.port until the first thread listens, then the port it got (0 lets the system pick). */
+  private port: number;
   private nextCall = 1;
   private stopping = false;
 
@@ -68,6 +68,7 @@ export class ProxyThreads implements SpanSource, HealthSource {
   ) {
     this.env = sharedInstanceId(options.env ?? process.env);
     this.threadUrl = options.threadUrl ?? THREAD_URL;
+    this.port = config.listen.port;
     this.slots = Array.from({ length: count }, (_, i) => ({
       worker: i + 1,
       thread: undefined,
@@ -75,13 +76,11 @@ export class ProxyThreads implements SpanSource, HealthSource {
       startedAt: 0,
       restartDelay: RESTART_DELAY_MS,
       restartTimer: undefined,
-      stopped: undefined,
     }));
   }
 
   /** Starts every thread; resolves once all listen (the first picks the port when listen.port is 0). */
   async start(): Promise<{ host: string; port: number }> {
-    this.port = this.config.listen.port;
     const [first, ...rest] = this.slots;
     this.port = await this.launch(first!);
     await Promise.all(rest.map((slot) => this.launch(slot)));
