@@ -115,7 +115,9 @@ export class GatewayTracer {
     };
     if (result.decision === SamplingDecision.NOT_RECORD) return trace.wrapSpanContext(spanContext);
     const kept = this.keepable(attributes);
-    const span = new GatewaySpan(this, name, kind, spanContext, continued ? parentContext : undefined, cleanLinks, kept >= 0 ? attributes : {}, Math.max(kept, 0));
+    const parentSpan = continued ? trace.getSpan(parent) : undefined;
+    const clock = parentSpan instanceof GatewaySpan && !parentSpan.ended ? parentSpan : undefined;
+    const span = new GatewaySpan(this, name, kind, spanContext, continued ? parentContext : undefined, cleanLinks, kept >= 0 ? attributes : {}, Math.max(kept, 0), clock);
     if (kept < 0) span.setAttributes(attributes);
     if (result.attributes) span.setAttributes(result.attributes);
     for (let i = 0; i < this.processors.length; i++) this.processors[i]!.onStart(span, parent);
@@ -171,8 +173,15 @@ export class GatewaySpan implements Span, ReadableSpan {
     /** Attributes already checked against the limits (GatewayTracer.keepable), owned by the span from now on. */
     readonly attributes: Attributes,
     private attributeCount: number,
+    /**
+     * A live gateway span this one starts under. The wall clock has millisecond steps, so a child
+     * timed by it would start in the same millisecond as its parent (no visible offset in a
+     * waterfall) and could seem to end after it; read from the parent's monotonic clock instead,
+     * the child sits where it really happened inside its parent, to the microsecond.
+     */
+    clock?: GatewaySpan,
   ) {
-    this.startTime = millisToHrTime(Date.now());
+    this.startTime = clock === undefined ? millisToHrTime(Date.now()) : clock.elapsedTime(this.startedAt);
     const linkLimit = tracer.limits.linkCountLimit;
     if (links.length > linkLimit) {
       this.links = links.slice(links.length - linkLimit);
@@ -307,9 +316,14 @@ export class GatewaySpan implements Span, ReadableSpan {
     for (let i = 0; i < processors.length; i++) processors[i]!.onEnd(this);
   }
 
+  /** The wall-clock time at monotonic time `at` (performance.now()), read from this span's start. */
+  private elapsedTime(at: number): HrTime {
+    return addHrTimes(this.startTime, millisToHrTime(at - this.startedAt));
+  }
+
   /** A time given to addEvent/end: epoch or performance.now() milliseconds, a Date, or an HrTime; default now. */
   private timeOf(input: TimeInput | undefined): HrTime {
-    if (input === undefined) return addHrTimes(this.startTime, millisToHrTime(performance.now() - this.startedAt));
+    if (input === undefined) return this.elapsedTime(performance.now());
     if (isTimeInputHrTime(input)) return input;
     if (input instanceof Date) return millisToHrTime(input.getTime());
     return millisToHrTime(input <= performance.now() ? input + performance.timeOrigin : input);

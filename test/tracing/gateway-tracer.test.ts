@@ -241,6 +241,31 @@ describe('gateway spans read like SDK spans', () => {
     expect(early.duration).toEqual([0, 0]);
     expect(early.endTime).toEqual(early.startTime);
   });
+
+  it("a child of a live gateway span is timed on its parent's monotonic clock: a sub-millisecond offset is kept, and it ends within its parent", () => {
+    const tracer = new GatewayTracer({ resource, sampler: new AlwaysOnSampler(), spanLimits: {}, spanProcessors: [] });
+    const server = tracer.startSpan('GET /api/*', SpanKind.SERVER, {}, ROOT_CONTEXT, undefined) as GatewaySpan;
+    const serverStartedAt = performance.now();
+    // The wall clock moves in whole milliseconds: a child started 50 µs later would read the same time.
+    while (performance.now() - serverStartedAt < 0.05);
+    const client = tracer.startSpan('GET', SpanKind.CLIENT, {}, trace.setSpan(ROOT_CONTEXT, server), undefined) as GatewaySpan;
+    const offset = performance.now() - serverStartedAt;
+    client.end();
+    server.end();
+    const startOffsetNs = ns(client.startTime) - ns(server.startTime);
+    expect(startOffsetNs >= 50_000n).toBe(true);
+    expect(startOffsetNs <= BigInt(Math.ceil(offset * 1e6)) + 1_000n).toBe(true);
+    expect(ns(client.endTime) <= ns(server.endTime)).toBe(true);
+
+    // No live gateway parent (a remote caller, or a parent already ended): the wall clock, as the SDK's.
+    const before = Date.now();
+    const alone = tracer.startSpan('GET /api/*', SpanKind.SERVER, {}, remote(1), undefined) as GatewaySpan;
+    const late = tracer.startSpan('GET', SpanKind.CLIENT, {}, trace.setSpan(ROOT_CONTEXT, server), undefined) as GatewaySpan;
+    for (const span of [alone, late]) {
+      expect(span.startTime[1] % 1_000_000).toBe(0);
+      expect(ns(span.startTime) >= BigInt(before) * 1_000_000n).toBe(true);
+    }
+  });
 });
 
 describe('sampling', () => {
