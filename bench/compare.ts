@@ -18,7 +18,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { loadTool, runLoad } from './lib/load.ts';
-import { cpuMicros, freePort, killAll, rssSampler, start, stop, waitForPort, type Proc } from './lib/procs.ts';
+import { cpuMicros, freePort, killAll, rssSampler, start, stop, threadCpuMicros, waitForPort, type Proc } from './lib/procs.ts';
 import { median } from './lib/report.ts';
 import { startSink } from './lib/sink.ts';
 import { REQUEST_PATH } from './lib/targets.ts';
@@ -83,6 +83,10 @@ interface Build {
   url: string;
   rps: number[];
   cpu: number[];
+  /** Per window, µs per request: the main thread's user and system time, and the other threads'. */
+  mainUser: number[];
+  mainSystem: number[];
+  others: number[];
   p99: number[];
   rss: number[];
 }
@@ -108,16 +112,21 @@ for (const [i, { label: name, dir, env: own, flags }] of specs.entries()) {
   await waitForPort(proc, port, 30_000);
   const url = `http://127.0.0.1:${port}${REQUEST_PATH}`;
   await runLoad(url, connections, 3, BENCH); // warm-up
-  builds.push({ name, proc, url, rps: [], cpu: [], p99: [], rss: [] });
+  builds.push({ name, proc, url, rps: [], cpu: [], mainUser: [], mainSystem: [], others: [], p99: [], rss: [] });
 }
 
 for (let round = 0; round < rounds; round++) {
   // Alternate the order so that no build always follows the same neighbour.
   for (const b of round % 2 === 0 ? builds : [...builds].reverse()) {
     const cpu0 = cpuMicros(b.proc.pid);
+    const threads0 = threadCpuMicros(b.proc.pid);
     const rss = rssSampler(b.proc.pid);
     const load = await runLoad(b.url, connections, duration, BENCH);
     b.cpu.push((cpuMicros(b.proc.pid) - cpu0) / load.requests);
+    const threads = threadCpuMicros(b.proc.pid);
+    b.mainUser.push((threads.mainUser - threads0.mainUser) / load.requests);
+    b.mainSystem.push((threads.mainSystem - threads0.mainSystem) / load.requests);
+    b.others.push((threads.others - threads0.others) / load.requests);
     b.rss.push(rss.stop() / 1048576);
     b.rps.push(load.reqPerSec);
     b.p99.push(load.p99Ms);
@@ -128,11 +137,15 @@ await upstream.close();
 await sink.close();
 
 const base = builds[0]!;
-process.stdout.write(`\n| build | req/s | paired ratio to ${base.name} | CPU µs/req | p99 ms | RSS MB |\n|---|--:|--:|--:|--:|--:|\n`);
+// The CPU split by thread tells where a difference lies: the request thread's own work (user),
+// its socket and file system calls (system), or V8's and libuv's helper threads (other).
+process.stdout.write(
+  `\n| build | req/s | paired ratio to ${base.name} | CPU µs/req | main user | main system | other threads | p99 ms | RSS MB |\n|---|--:|--:|--:|--:|--:|--:|--:|--:|\n`,
+);
 for (const b of builds) {
   const paired = b.rps.map((r, i) => r / base.rps[i]!);
   process.stdout.write(
-    `| ${b.name} | ${median(b.rps).toFixed(0)} | ${median(paired).toFixed(2)} (${Math.min(...paired).toFixed(2)}–${Math.max(...paired).toFixed(2)}) | ${median(b.cpu).toFixed(0)} | ${median(b.p99).toFixed(2)} | ${median(b.rss).toFixed(0)} |\n`,
+    `| ${b.name} | ${median(b.rps).toFixed(0)} | ${median(paired).toFixed(2)} (${Math.min(...paired).toFixed(2)}–${Math.max(...paired).toFixed(2)}) | ${median(b.cpu).toFixed(0)} | ${median(b.mainUser).toFixed(1)} | ${median(b.mainSystem).toFixed(1)} | ${median(b.others).toFixed(1)} | ${median(b.p99).toFixed(2)} | ${median(b.rss).toFixed(0)} |\n`,
   );
 }
 process.exit(0);

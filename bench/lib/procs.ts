@@ -1,6 +1,6 @@
 // Child processes of the benchmark: spawning, readiness, /proc sampling, and guaranteed cleanup.
 import { spawn, spawnSync, type ChildProcess, type SpawnOptions } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { createServer, connect } from 'node:net';
 
 export interface Proc {
@@ -138,6 +138,40 @@ export function cpuMicros(pid: number): number {
   } catch {
     return NaN;
   }
+}
+
+/** CPU time so far split by thread, in microseconds: the main thread's user and system time, and all other threads' (V8's helpers, libuv's pool, worker threads). */
+export interface ThreadCpu {
+  mainUser: number;
+  mainSystem: number;
+  others: number;
+}
+
+/** The process's CPU time by thread (from /proc/<pid>/task/<tid>/stat); NaN fields once the process is gone. */
+export function threadCpuMicros(pid: number): ThreadCpu {
+  const result: ThreadCpu = { mainUser: NaN, mainSystem: NaN, others: 0 };
+  let tids: string[];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return { mainUser: NaN, mainSystem: NaN, others: NaN };
+  }
+  for (const tid of tids) {
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+    } catch {
+      continue; // a thread that ended between the listing and the read
+    }
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const user = (Number(fields[11]) * 1e6) / CLK_TCK;
+    const system = (Number(fields[12]) * 1e6) / CLK_TCK;
+    if (tid === String(pid)) {
+      result.mainUser = user;
+      result.mainSystem = system;
+    } else result.others += user + system;
+  }
+  return result;
 }
 
 /** Resident set size in bytes (VmRSS from /proc/<pid>/status), or NaN once the process is gone. */

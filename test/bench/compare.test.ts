@@ -22,8 +22,13 @@ describe('bench/compare.ts', () => {
     const { code, stdout, stderr } = await run(['--rounds', '1', '--duration', '1', 'dist', 'dist-compare-smoke'], 55_000);
     const context = `exit ${code}\n--- stdout\n${stdout}\n--- stderr\n${stderr}`;
     expect(code, context).toBe(0);
-    expect(stdout, context).toMatch(/^\| dist \| \d+ \| 1\.00 \(1\.00–1\.00\) \| \d+ \| [\d.]+ \| \d+ \|$/m);
-    expect(stdout, context).toMatch(/^\| dist-compare-smoke \| \d+ \| [\d.]+ \([\d.]+–[\d.]+\) \| \d+ \| [\d.]+ \| \d+ \|$/m);
+    expect(stdout, context).toMatch(/^\| dist \| \d+ \| 1\.00 \(1\.00–1\.00\) \| \d+ \| [\d.]+ \| [\d.]+ \| [\d.]+ \| [\d.]+ \| \d+ \|$/m);
+    const row = stdout.match(/^\| dist-compare-smoke \| \d+ \| [\d.]+ \([\d.]+–[\d.]+\) \| (\d+) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \| [\d.]+ \| \d+ \|$/m);
+    expect(row, context).not.toBeNull();
+    // The CPU split by thread adds up to the process's CPU (both read in clock ticks, so only roughly).
+    const [total, mainUser, mainSystem, others] = row!.slice(1).map(Number) as [number, number, number, number];
+    expect(mainUser, context).toBeGreaterThan(0);
+    expect(Math.abs(mainUser + mainSystem + others - total), context).toBeLessThanOrEqual(15 + total * 0.25);
   });
 
   it('takes per-build environment settings and Node flags, each build labelled by its spec', { timeout: 60_000 }, async () => {
