@@ -127,14 +127,19 @@ const CLK_TCK = (() => {
   return Number.isFinite(n) && n > 0 ? n : 100;
 })();
 
+/** [user, system] CPU time in microseconds from a /proc stat file (clock-tick resolution); throws once it is gone. */
+function statTimes(path: string): [number, number] {
+  const stat = readFileSync(path, 'utf8');
+  // Fields after "pid (comm) ": the command name may contain spaces, so split after the last ')'.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return [(Number(fields[11]) * 1e6) / CLK_TCK, (Number(fields[12]) * 1e6) / CLK_TCK]; // utime (14), stime (15)
+}
+
 /** User + system CPU time of the process so far, in microseconds (from /proc/<pid>/stat, clock-tick resolution). */
 export function cpuMicros(pid: number): number {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // Fields after "pid (comm) ": the command name may contain spaces, so split after the last ')'.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    const ticks = Number(fields[11]) + Number(fields[12]); // utime (14) + stime (15)
-    return (ticks * 1e6) / CLK_TCK;
+    const [user, system] = statTimes(`/proc/${pid}/stat`);
+    return user + system;
   } catch {
     return NaN;
   }
@@ -157,15 +162,12 @@ export function threadCpuMicros(pid: number): ThreadCpu {
     return { mainUser: NaN, mainSystem: NaN, others: NaN };
   }
   for (const tid of tids) {
-    let stat: string;
+    let user: number, system: number;
     try {
-      stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      [user, system] = statTimes(`/proc/${pid}/task/${tid}/stat`);
     } catch {
       continue; // a thread that ended between the listing and the read
     }
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    const user = (Number(fields[11]) * 1e6) / CLK_TCK;
-    const system = (Number(fields[12]) * 1e6) / CLK_TCK;
     if (tid === String(pid)) {
       result.mainUser = user;
       result.mainSystem = system;

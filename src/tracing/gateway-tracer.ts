@@ -97,7 +97,8 @@ export class GatewayTracer {
    */
   startSpan(name: string, kind: SpanKind, attributes: Attributes, parent: Context, links: Link[] | undefined): Span {
     if (isTracingSuppressed(parent)) return trace.wrapSpanContext(INVALID_SPAN_CONTEXT);
-    const parentContext = trace.getSpanContext(parent);
+    const parentSpan = trace.getSpan(parent);
+    const parentContext = parentSpan?.spanContext();
     const continued = parentContext !== undefined && isSpanContextValid(parentContext);
     const spanId = this.ids.generateSpanId();
     const traceId = continued ? parentContext.traceId : this.ids.generateTraceId();
@@ -115,8 +116,7 @@ export class GatewayTracer {
     };
     if (result.decision === SamplingDecision.NOT_RECORD) return trace.wrapSpanContext(spanContext);
     const kept = this.keepable(attributes);
-    const parentSpan = continued ? trace.getSpan(parent) : undefined;
-    const clock = parentSpan instanceof GatewaySpan && !parentSpan.ended ? parentSpan : undefined;
+    const clock = continued && parentSpan instanceof GatewaySpan && !parentSpan.ended ? parentSpan : undefined;
     const span = new GatewaySpan(this, name, kind, spanContext, continued ? parentContext : undefined, cleanLinks, kept >= 0 ? attributes : {}, Math.max(kept, 0), clock);
     if (kept < 0) span.setAttributes(attributes);
     if (result.attributes) span.setAttributes(result.attributes);
