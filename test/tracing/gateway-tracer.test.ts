@@ -244,12 +244,14 @@ describe('gateway spans read like SDK spans', () => {
 
   it("a child of a live gateway span is timed on its parent's monotonic clock: a sub-millisecond offset is kept, and it ends within its parent", () => {
     const tracer = new GatewayTracer({ resource, sampler: new AlwaysOnSampler(), spanLimits: {}, spanProcessors: [] });
+    // Read before the server span starts and after the client span has: the true offset lies within.
+    const beforeServer = performance.now();
     const server = tracer.startSpan('GET /api/*', SpanKind.SERVER, {}, ROOT_CONTEXT, undefined) as GatewaySpan;
-    const serverStartedAt = performance.now();
+    const serverStarted = performance.now();
     // The wall clock moves in whole milliseconds: a child started 50 µs later would read the same time.
-    while (performance.now() - serverStartedAt < 0.05);
+    while (performance.now() - serverStarted < 0.05);
     const client = tracer.startSpan('GET', SpanKind.CLIENT, {}, trace.setSpan(ROOT_CONTEXT, server), undefined) as GatewaySpan;
-    const offset = performance.now() - serverStartedAt;
+    const offset = performance.now() - beforeServer;
     client.end();
     server.end();
     const startOffsetNs = ns(client.startTime) - ns(server.startTime);
